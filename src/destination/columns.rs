@@ -1,0 +1,1 @@
+//! Column types inferred from records, and the rules for widening them.

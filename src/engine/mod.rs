@@ -1,0 +1,129 @@
+//! Engines: turn an entity's plan into a stream of pages of records.
+//!
+//! The sync loop hands an engine a [`Position`] (where to start: the
+//! beginning, or a saved resume position) and a channel. The engine sends
+//! one [`Page`] per response, each carrying the position of the request that
+//! follows it, so the writer can commit a chunk together with the exact
+//! place to resume from. A fetch that fails for good returns a
+//! [`FetchError`]; the pages sent before it are still committed.
+//!
+//! - `http`: one reqwest client per connector run, retries, backoff,
+//!   `Retry-After`, the shared rate limit, timeouts.
+//! - `auth`: credentials for each request.
+//! - `request`: templates rendered into concrete requests.
+//! - `pagination`: the next request after each page, and loop detection.
+//! - `extract`: records out of a response body, field rules, primary keys.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One record: a JSON object, fields in source order.
+pub type Record = serde_json::Map<String, Value>;
+
+/// Where an entity's request sequence stands: enough to send the next
+/// request again after a crash.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// The incremental value this run sends (saved cursor minus lookback),
+    /// fixed for the whole run so a resumed run sends the same filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Value>,
+    /// The time window being read, when the entity uses windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowPosition>,
+    /// The parent record being read, for child entities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentPosition>,
+    /// The page request within the window and parent.
+    #[serde(default)]
+    pub page: PageToken,
+}
+
+/// The request to send within one request sequence.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum PageToken {
+    /// The first request, with no pagination parameter.
+    #[default]
+    Start,
+    /// The cursor (or relay `endCursor`) value to send.
+    Cursor(String),
+    /// A URL taken from a response, sent as it is.
+    Url(String),
+    Offset(u64),
+    Page(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowPosition {
+    /// Start of the current window, in the cursor's own form.
+    pub start: Value,
+    /// End of the current window (exclusive).
+    pub end: Value,
+    /// End of the whole range, fixed when the run started.
+    pub until: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParentPosition {
+    /// Index of the parent record in the parent list.
+    pub index: u64,
+    /// The parent's primary key, to check that the list did not move.
+    pub key: Value,
+}
+
+/// One response's worth of records.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub records: Vec<Record>,
+    /// Position of the next request; `None` when the entity is complete.
+    pub next: Option<Position>,
+    /// Maximum of the incremental cursor field among these records.
+    pub cursor_max: Option<Value>,
+    /// Requests sent for this page, retries included.
+    pub requests: u32,
+    /// Bytes of response body read for this page.
+    pub bytes: u64,
+}
+
+/// Why a fetch stopped early; each kind maps to one retry decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchErrorKind {
+    /// The same cursor, URL or page came back, or a page repeated the last one.
+    PaginationLoop,
+    /// A URL from a response points at another origin.
+    CrossHost,
+    /// `max_pages` reached.
+    MaxPages,
+    /// A status that is not retried, or retries that ran out.
+    Http,
+    /// Connection failures and timeouts that outlasted the retries.
+    Network,
+    /// A body that is not JSON, or records not where the spec says.
+    Response,
+    /// A record without its primary key.
+    MissingKey,
+    /// GraphQL `errors` in a response.
+    Graphql,
+    /// Credentials rejected or a token exchange failed.
+    Auth,
+    /// A template or parameter that could not be rendered with this data.
+    Template,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct FetchError {
+    pub kind: FetchErrorKind,
+    pub message: String,
+}
+
+impl FetchError {
+    pub fn new(kind: FetchErrorKind, message: impl Into<String>) -> FetchError {
+        FetchError {
+            kind,
+            message: message.into(),
+        }
+    }
+}

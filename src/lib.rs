@@ -1,0 +1,25 @@
+//! ferry keeps database tables up to date with HTTP APIs described in YAML.
+//!
+//! The data flows through these modules in order:
+//!
+//! - [`spec`]: reads the config folder (connectors and flows) and resolves
+//!   it into a checked plan; every later stage reads only the plan.
+//! - [`engine`]: sends an entity's requests (auth, retries, rate limits,
+//!   pagination) and extracts records from the responses, page by page.
+//! - [`sync`]: runs one entity: pages flow from the engine task to the
+//!   writer task through a bounded channel, and are committed in chunks
+//!   together with the state that lets the next run resume.
+//! - [`destination`]: DuckDB and PostgreSQL tables, typed columns that
+//!   widen as records demand, upserts, and the `_ferry` bookkeeping schema.
+//! - [`cli`]: the `ferry` command.
+//!
+//! [`template`], [`jsonpath`] and [`redact`] serve all of them.
+
+pub mod cli;
+pub mod destination;
+pub mod engine;
+pub mod jsonpath;
+pub mod redact;
+pub mod spec;
+pub mod sync;
+pub mod template;

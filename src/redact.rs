@@ -1,0 +1,160 @@
+//! Keeps secrets out of every output.
+//!
+//! Secret values (config keys marked `secret`, webhook secrets, database
+//! passwords, the API token) are registered here when a flow is resolved.
+//! Everything ferry prints passes through [`redact`]: log lines through
+//! [`RedactingWriter`], errors and `--json` output at the CLI's edge, and
+//! error texts before they are stored in `_ferry.runs`. A response body that
+//! echoes a token is therefore masked too.
+
+use std::io::{self, Write};
+use std::sync::{OnceLock, RwLock};
+
+const MASK: &str = "***";
+
+/// Shorter values are not masked: a 1-character "secret" would mask every
+/// occurrence of that character in every message.
+const MIN_SECRET_LEN: usize = 4;
+
+fn registry() -> &'static RwLock<Vec<String>> {
+    static SECRETS: OnceLock<RwLock<Vec<String>>> = OnceLock::new();
+    SECRETS.get_or_init(|| RwLock::new(Vec::new()))
+}
+
+/// Registers a secret value; later output masks it.
+pub fn register(secret: &str) {
+    if secret.len() < MIN_SECRET_LEN {
+        return;
+    }
+    let mut secrets = registry().write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if secrets.iter().any(|known| known == secret) {
+        return;
+    }
+    secrets.push(secret.to_string());
+    // Longest first, so a secret that contains another is masked whole.
+    secrets.sort_by_key(|known| std::cmp::Reverse(known.len()));
+    for form in encoded_forms(secret) {
+        if !secrets.contains(&form) {
+            secrets.push(form);
+        }
+    }
+    secrets.sort_by_key(|known| std::cmp::Reverse(known.len()));
+}
+
+/// Forms a secret takes in URLs and headers, so those are masked too.
+fn encoded_forms(secret: &str) -> Vec<String> {
+    let query: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let mut forms = Vec::new();
+    if query != secret {
+        forms.push(query);
+    }
+    forms
+}
+
+/// Returns `text` with every registered secret replaced by `***`.
+pub fn redact(text: &str) -> String {
+    let secrets = registry().read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut output = text.to_string();
+    for secret in secrets.iter() {
+        if output.contains(secret.as_str()) {
+            output = output.replace(secret.as_str(), MASK);
+        }
+    }
+    output
+}
+
+/// Returns a URL with its password (and any `password=` query value) masked.
+pub fn url_without_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some(MASK));
+            }
+            let pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .map(|(key, value)| {
+                    let sensitive = key.eq_ignore_ascii_case("password")
+                        || key.eq_ignore_ascii_case("sslpassword");
+                    let value = if sensitive { MASK.to_string() } else { value.into_owned() };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            if !pairs.is_empty() {
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            redact(parsed.as_str())
+        }
+        // Not a URL: mask what sits between "://user:" and "@".
+        Err(_) => {
+            let masked = match (raw.find("://"), raw.rfind('@')) {
+                (Some(scheme_end), Some(at)) if at > scheme_end => {
+                    let credentials = &raw[scheme_end + 3..at];
+                    match credentials.find(':') {
+                        Some(colon) => format!(
+                            "{}{}:{}{}",
+                            &raw[..scheme_end + 3],
+                            &credentials[..colon],
+                            MASK,
+                            &raw[at..]
+                        ),
+                        None => raw.to_string(),
+                    }
+                }
+                _ => raw.to_string(),
+            };
+            redact(&masked)
+        }
+    }
+}
+
+/// A `tracing` writer that masks secrets in each formatted log line.
+pub struct RedactingWriter<W: Write> {
+    inner: W,
+}
+
+impl<W: Write> RedactingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        RedactingWriter { inner }
+    }
+}
+
+impl<W: Write> Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.inner.write_all(redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_secret_is_masked() {
+        register("sk_test_redact_me_123");
+        assert_eq!(redact("token sk_test_redact_me_123 sent"), "token *** sent");
+    }
+
+    #[test]
+    fn url_encoded_secret_is_masked() {
+        register("a b&c=secret");
+        assert_eq!(redact("?key=a+b%26c%3Dsecret"), "?key=***");
+    }
+
+    #[test]
+    fn postgres_password_is_masked() {
+        let shown = url_without_password("postgres://ferry:hunter22@db.example/app");
+        assert_eq!(shown, "postgres://ferry:***@db.example/app");
+    }
+
+    #[test]
+    fn short_values_are_not_registered() {
+        register("ab");
+        assert_eq!(redact("abc"), "abc");
+    }
+}

@@ -1,0 +1,1 @@
+//! Runs: one entity of one flow, from its saved state to a committed table.
