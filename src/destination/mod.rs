@@ -55,6 +55,9 @@ pub struct EntityTarget {
     pub declared_types: IndexMap<String, FieldType>,
     /// Write into a staging table that `finish_run` swaps in.
     pub full_refresh: bool,
+    /// The run continues an interrupted one: keep the staging table a full
+    /// refresh already filled instead of starting it again.
+    pub resuming: bool,
 }
 
 /// One chunk: records and the state to commit with them.
