@@ -1,7 +1,162 @@
 //! The `ferry` command line.
+//!
+//! Exit codes are part of the interface: 0 when every entity succeeded
+//! (warnings allowed), 1 when a run failed, 2 for invalid input (config,
+//! missing variable, unknown flow), detected before any request is sent.
 
+mod check;
+mod interactive;
+mod list;
+mod logging;
+mod output;
+mod preview;
+mod state;
+mod sync;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
+
+pub use output::Failure;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Keeps DuckDB and PostgreSQL tables up to date with HTTP APIs described in YAML"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// Log level or tracing filter (`debug`, `ferry=trace`); overrides RUST_LOG.
+    #[arg(long, global = true, env = "FERRY_LOG")]
+    log: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArgs {
+    /// Folder of connector and flow YAML files, read recursively [default: ./ferry.d]
+    #[arg(long, short = 'c', env = "FERRY_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    pub fn folder(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./ferry.d"))
+    }
+
+    /// Loads the folder. Without `--config`, a missing `./ferry.d` means
+    /// "built-in connectors only", so `preview` and `sync -s` work anywhere.
+    pub fn load(&self) -> Result<crate::spec::Loaded, Failure> {
+        let folder = self.folder();
+        let loaded = if self.config.is_none() && !folder.exists() {
+            crate::spec::load_builtin()
+        } else {
+            crate::spec::load(&folder)
+        };
+        let loaded = loaded.map_err(|diagnostics| Failure::diagnostics(&diagnostics))?;
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        Ok(loaded)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: watch the config folder, run flows on schedule, serve HTTP.
+    Run(RunArgs),
+    /// Run every selected entity of a flow once, in the foreground.
+    Sync(sync::SyncArgs),
+    /// Validate every file of the config folder; exit 2 if anything is wrong.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Print the problems as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List connectors, a connector's entities, or flows.
+    List(list::ListArgs),
+    /// Send the connector's check request with a flow's credentials.
+    CheckConnection {
+        flow: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Fetch the first page of an entity and show its records and inferred columns; writes nothing.
+    Preview(preview::PreviewArgs),
+    /// Show, reset or set the saved state of a flow's entities.
+    State(state::StateArgs),
+    /// Print the JSON Schemas of connector and flow files.
+    Schema,
+    /// Sync a local Stripe-like API into ./ferry-demo.duckdb: no account or network needed.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Address of the HTTP server (health, metrics, flows, webhooks).
+    #[arg(long, default_value = "127.0.0.1:8080", env = "FERRY_LISTEN")]
+    listen: String,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// DuckDB file to write.
+    #[arg(long, default_value = "./ferry-demo.duckdb")]
+    db: PathBuf,
+}
+
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    let quiet_logs = matches!(
+        cli.command,
+        Command::Schema | Command::List(_) | Command::Check { .. } | Command::State(_)
+    );
+    let logs = logging::init(cli.log.as_deref(), quiet_logs);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(dispatch(cli.command, logs));
+    match result {
+        Ok(code) => code,
+        Err(failure) => failure.report(),
+    }
+}
+
+async fn dispatch(command: Command, logs: logging::Logs) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Run(_args) => Err(Failure::usage(
+            "`ferry run` is not available in this build yet",
+        )),
+        Command::Sync(args) => sync::execute(args, logs).await,
+        Command::Check { config, json } => check::execute(&config, json),
+        Command::List(args) => list::execute(args),
+        Command::CheckConnection { flow, config } => preview::check_connection(&flow, &config).await,
+        Command::Preview(args) => preview::execute(args).await,
+        Command::State(args) => state::execute(args).await,
+        Command::Schema => {
+            for (name, schema) in crate::spec::schema::render() {
+                println!("# {name}");
+                println!("{schema}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(_args) => Err(Failure::usage("`ferry demo` is not available in this build yet")),
+    }
 }

@@ -29,6 +29,11 @@ pub fn load(dir: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     load_with_env(dir, &|name| std::env::var(name).ok())
 }
 
+/// Loads the built-in connectors alone, for commands run without a config folder.
+pub fn load_builtin() -> Result<Loaded, Vec<Diagnostic>> {
+    todo!("built-in connectors")
+}
+
 /// Loads and resolves every file under `dir`.
 pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<Loaded, Vec<Diagnostic>> {
     let _ = (dir, env);

@@ -1,0 +1,567 @@
+//! One run of one entity: the chunk loop.
+//!
+//! Two tasks share the work. The fetch task (the engine) sends pages into a
+//! bounded channel; this task collects them into chunks and commits each
+//! chunk with the state that says where to resume. The channel overlaps
+//! fetching page N+1 with writing page N, and its capacity bounds how many
+//! pages wait in memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::destination::{
+    Chunk, Destination, DestinationError, EntityTarget, RunOutcome, RunRecord, RunStatus,
+    TableRef,
+};
+use crate::engine::{self, FetchContext, FetchError, HttpClient, Page, Position, Record};
+use crate::redact::redact;
+use crate::spec::plan::{DeletedRows, Entity, Flow, SyncMode};
+
+use super::state::{EntityState, Resume};
+
+/// Pages that may wait between the fetch task and the writer. Four pages
+/// keep the API busy while a chunk commits, and bound memory to a few
+/// responses.
+const CHANNEL_PAGES: usize = 4;
+
+/// What the caller controls about a run.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Ignore the saved cursor and resume position: read everything again.
+    pub full: bool,
+    /// Cancelled on shutdown: the chunk in hand is committed, then the run stops.
+    pub shutdown: CancellationToken,
+    /// Called after every page.
+    pub progress: Option<Arc<dyn Fn(&Progress) + Send + Sync>>,
+}
+
+/// Counters of a run in progress.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Progress {
+    pub flow: String,
+    pub entity: String,
+    pub records: u64,
+    pub pages: u64,
+    pub requests: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub flow: String,
+    pub entity: String,
+    pub outcome: Outcome,
+    pub records: u64,
+    pub pages: u64,
+    pub requests: u64,
+    pub started_at: DateTime<Utc>,
+    pub duration_seconds: f64,
+    /// Secrets already masked.
+    pub error: Option<RunError>,
+    /// Set when the run continued an earlier one.
+    pub resumed: bool,
+}
+
+/// Why a run failed, with a kind an operator or a retry policy can act on.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunError {
+    /// `pagination_loop`, `http`, `locked`, `destination`, …
+    pub kind: String,
+    pub message: String,
+}
+
+impl RunError {
+    fn fetch(error: &FetchError) -> RunError {
+        let kind = serde_json::to_value(&error.kind)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_string))
+            .unwrap_or_else(|| "fetch".to_string());
+        RunError {
+            kind,
+            message: redact(&error.message),
+        }
+    }
+
+    fn destination(error: &DestinationError) -> RunError {
+        let kind = match error {
+            DestinationError::Locked(_) => "locked",
+            DestinationError::Connect(_) => "connect",
+            DestinationError::Write(_) => "destination",
+            DestinationError::State(_) => "state",
+        };
+        RunError {
+            kind: kind.to_string(),
+            message: redact(&error.to_string()),
+        }
+    }
+
+    fn new(kind: &str, message: impl Into<String>) -> RunError {
+        RunError {
+            kind: kind.to_string(),
+            message: redact(&message.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The table an entity of a flow writes to, and how.
+pub fn target_for(flow: &Flow, entity: &Entity, resuming: bool) -> EntityTarget {
+    let output_name = |field: &String| {
+        entity
+            .fields
+            .rename
+            .get(field)
+            .cloned()
+            .unwrap_or_else(|| field.clone())
+    };
+    let mode = entity_mode(flow, entity);
+    EntityTarget {
+        flow: flow.name.clone(),
+        entity: entity.name.clone(),
+        table: TableRef {
+            schema: flow.schema.clone(),
+            table: entity.name.clone(),
+        },
+        primary_key: entity.primary_key.iter().map(output_name).collect(),
+        declared_types: entity
+            .fields
+            .types
+            .iter()
+            .map(|(field, kind)| (output_name(field), *kind))
+            .collect(),
+        full_refresh: mode == SyncMode::FullRefresh && flow.deleted_rows != Some(DeletedRows::Mark),
+        resuming,
+    }
+}
+
+/// The flow's mode wins over the entity's when the flow sets one.
+fn entity_mode(flow: &Flow, entity: &Entity) -> SyncMode {
+    match (flow.mode, entity.mode) {
+        (SyncMode::FullRefresh, _) => SyncMode::FullRefresh,
+        (_, Some(mode)) => mode,
+        (mode, None) => mode,
+    }
+}
+
+/// Where a run starts.
+struct Start {
+    /// `None`: the previous attempt fetched everything and only its
+    /// completion is left to commit.
+    position: Option<Position>,
+    resumed: bool,
+    run_started_at: DateTime<Utc>,
+}
+
+fn plan_start(
+    flow: &Flow,
+    entity: &Entity,
+    state: &EntityState,
+    full: bool,
+    now: DateTime<Utc>,
+) -> Start {
+    if !full {
+        if let Some(resume) = &state.resume {
+            if resume.fingerprint == entity.fingerprint {
+                return Start {
+                    position: resume.position.clone(),
+                    resumed: true,
+                    run_started_at: resume.run_started_at,
+                };
+            }
+            warn!(
+                flow = %flow.name,
+                entity = %entity.name,
+                "the entity's definition changed since its last run stopped; starting over instead of resuming"
+            );
+        }
+    }
+    // A full refresh reads everything each run, so the saved cursor is not used.
+    let use_cursor = !full && entity_mode(flow, entity) == SyncMode::Incremental;
+    let saved = if use_cursor {
+        state.cursor.as_ref()
+    } else {
+        None
+    };
+    Start {
+        position: Some(engine::initial_position(entity, saved, now, !use_cursor)),
+        resumed: false,
+        run_started_at: now,
+    }
+}
+
+/// Runs one entity of a flow to completion or failure. Never panics and
+/// never returns early without recording the outcome where it can.
+pub async fn run_entity(
+    flow: Arc<Flow>,
+    entity: Arc<Entity>,
+    client: Arc<HttpClient>,
+    destination: &mut dyn Destination,
+    options: &RunOptions,
+) -> RunReport {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let mut report = RunReport {
+        run_id: run_id.clone(),
+        flow: flow.name.clone(),
+        entity: entity.name.clone(),
+        outcome: Outcome::Failed,
+        records: 0,
+        pages: 0,
+        requests: 0,
+        started_at,
+        duration_seconds: 0.0,
+        error: None,
+        resumed: false,
+    };
+
+    let state = match read_state(destination, &flow, &entity).await {
+        Ok(state) => state,
+        Err(error) => {
+            report.error = Some(error);
+            return finished(report, clock);
+        }
+    };
+    let start = plan_start(&flow, &entity, &state, options.full, started_at);
+    report.resumed = start.resumed;
+    let target = target_for(&flow, &entity, start.resumed);
+
+    let run_row = RunRecord {
+        run_id: run_id.clone(),
+        flow: flow.name.clone(),
+        entity: entity.name.clone(),
+        started_at,
+        finished_at: None,
+        status: "running".to_string(),
+        records: 0,
+        error: None,
+    };
+    if let Err(error) = destination.begin_run(&target, &run_row).await {
+        report.error = Some(RunError::destination(&error));
+        return finished(report, clock);
+    }
+    info!(
+        flow = %flow.name,
+        entity = %entity.name,
+        run_id = %run_id,
+        resumed = start.resumed,
+        destination = %destination.describe(),
+        "run started"
+    );
+
+    let mut writer = ChunkWriter {
+        destination,
+        target: &target,
+        run_id: &run_id,
+        entity: &entity,
+        state,
+        run_started_at: start.run_started_at,
+        buffer: Vec::new(),
+        position: start.position.clone(),
+        uncommitted: false,
+        opened: None,
+        committed_records: 0,
+    };
+    let ended = match start.position {
+        Some(position) => {
+            let context = FetchContext {
+                flow: flow.clone(),
+                entity: entity.clone(),
+                client,
+                now: started_at,
+            };
+            pump(&mut writer, context, position, options, &mut report).await
+        }
+        None => Ended::Complete,
+    };
+    report.records = writer.committed_records;
+
+    let (status, error) = match ended {
+        Ended::Complete => (RunStatus::Succeeded, None),
+        Ended::Failed(error) => (RunStatus::Failed, Some(error)),
+        Ended::Interrupted => (
+            RunStatus::Failed,
+            Some(RunError::new(
+                "interrupted",
+                "interrupted by shutdown; the next run resumes after the last committed chunk",
+            )),
+        ),
+    };
+    let final_state = writer.final_state(status == RunStatus::Succeeded);
+    let mark_unseen_before = (status == RunStatus::Succeeded
+        && entity_mode(&flow, &entity) == SyncMode::FullRefresh
+        && flow.deleted_rows == Some(DeletedRows::Mark))
+    .then_some(writer.run_started_at);
+    let outcome = RunOutcome {
+        status,
+        records: writer.committed_records,
+        error: error.as_ref().map(|error| error.message.clone()),
+        state: final_state,
+        mark_unseen_before,
+    };
+    if let Err(finish_error) = writer.destination.finish_run(&target, &run_id, outcome).await {
+        warn!(
+            flow = %flow.name,
+            entity = %entity.name,
+            run_id = %run_id,
+            error = %redact(&finish_error.to_string()),
+            "recording the run's end failed"
+        );
+        if error.is_none() {
+            report.error = Some(RunError::destination(&finish_error));
+            return finished(report, clock);
+        }
+    }
+
+    report.outcome = ended_kind(status, &error);
+    report.error = error;
+    let report = finished(report, clock);
+    match &report.error {
+        None => info!(
+            flow = %report.flow,
+            entity = %report.entity,
+            run_id = %report.run_id,
+            records = report.records,
+            pages = report.pages,
+            seconds = report.duration_seconds,
+            "run succeeded"
+        ),
+        Some(error) => warn!(
+            flow = %report.flow,
+            entity = %report.entity,
+            run_id = %report.run_id,
+            records = report.records,
+            kind = %error.kind,
+            error = %error.message,
+            "run failed"
+        ),
+    }
+    report
+}
+
+fn ended_kind(status: RunStatus, error: &Option<RunError>) -> Outcome {
+    match (status, error) {
+        (RunStatus::Succeeded, _) => Outcome::Succeeded,
+        (_, Some(error)) if error.kind == "interrupted" => Outcome::Interrupted,
+        _ => Outcome::Failed,
+    }
+}
+
+fn finished(mut report: RunReport, clock: Instant) -> RunReport {
+    report.duration_seconds = clock.elapsed().as_secs_f64();
+    report
+}
+
+async fn read_state(
+    destination: &mut dyn Destination,
+    flow: &Flow,
+    entity: &Entity,
+) -> Result<EntityState, RunError> {
+    let stored = destination
+        .read_state(&flow.name, &entity.name)
+        .await
+        .map_err(|error| RunError::destination(&error))?;
+    match stored {
+        None => Ok(EntityState::default()),
+        Some(value) => EntityState::from_value(value).map_err(|error| {
+            RunError::new(
+                "state",
+                format!(
+                    "the saved state of {}/{} is unreadable ({error}); inspect it with `ferry state show {}` or clear it with `ferry state reset {} {}`",
+                    flow.name, entity.name, flow.name, flow.name, entity.name
+                ),
+            )
+        }),
+    }
+}
+
+enum Ended {
+    Complete,
+    Failed(RunError),
+    Interrupted,
+}
+
+/// Moves pages from the fetch task into committed chunks until the fetch
+/// ends, a write fails, or shutdown is requested.
+async fn pump(
+    writer: &mut ChunkWriter<'_>,
+    context: FetchContext,
+    position: Position,
+    options: &RunOptions,
+    report: &mut RunReport,
+) -> Ended {
+    let (sender, mut receiver) = mpsc::channel::<Page>(CHANNEL_PAGES);
+    let mut fetch = tokio::spawn(engine::fetch(context, position, sender));
+    let chunk_records = writer.entity.chunk.records.max(1) as usize;
+    let chunk_time = Duration::from_secs_f64(writer.entity.chunk.seconds.max(0.001));
+    let mut progress = Progress {
+        flow: report.flow.clone(),
+        entity: report.entity.clone(),
+        ..Progress::default()
+    };
+
+    loop {
+        let deadline = writer.opened.map(|opened| opened + chunk_time);
+        tokio::select! {
+            page = receiver.recv() => {
+                let Some(page) = page else { break };
+                progress.pages += 1;
+                progress.records += page.records.len() as u64;
+                progress.requests += u64::from(page.requests);
+                progress.bytes += page.bytes;
+                if let Some(callback) = &options.progress {
+                    callback(&progress);
+                }
+                writer.add(page);
+                if writer.buffer.len() >= chunk_records {
+                    if let Err(error) = writer.commit().await {
+                        fetch.abort();
+                        record_progress(report, &progress);
+                        return Ended::Failed(error);
+                    }
+                }
+            }
+            _ = sleep_until_deadline(deadline) => {
+                if let Err(error) = writer.commit().await {
+                    fetch.abort();
+                    record_progress(report, &progress);
+                    return Ended::Failed(error);
+                }
+            }
+            _ = options.shutdown.cancelled() => {
+                fetch.abort();
+                record_progress(report, &progress);
+                // Pages already received are kept: commit them before stopping.
+                return match writer.commit().await {
+                    Ok(()) => Ended::Interrupted,
+                    Err(error) => Ended::Failed(error),
+                };
+            }
+        }
+    }
+    record_progress(report, &progress);
+
+    let fetched = match (&mut fetch).await {
+        Ok(result) => result.map_err(|error| RunError::fetch(&error)),
+        Err(join_error) => Err(RunError::new(
+            "internal",
+            format!("the fetch task stopped unexpectedly: {join_error}"),
+        )),
+    };
+    if let Err(error) = writer.commit().await {
+        return Ended::Failed(error);
+    }
+    match fetched {
+        Ok(()) => Ended::Complete,
+        Err(error) => Ended::Failed(error),
+    }
+}
+
+fn record_progress(report: &mut RunReport, progress: &Progress) {
+    report.pages = progress.pages;
+    report.requests = progress.requests;
+}
+
+async fn sleep_until_deadline(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Collects pages into a chunk and commits it with its state.
+struct ChunkWriter<'a> {
+    destination: &'a mut dyn Destination,
+    target: &'a EntityTarget,
+    run_id: &'a str,
+    entity: &'a Entity,
+    state: EntityState,
+    run_started_at: DateTime<Utc>,
+    buffer: Vec<Record>,
+    /// The request after the last page received; `None` once complete.
+    position: Option<Position>,
+    /// Pages were received since the last commit.
+    uncommitted: bool,
+    /// When the chunk in hand received its first page.
+    opened: Option<Instant>,
+    committed_records: u64,
+}
+
+impl ChunkWriter<'_> {
+    fn add(&mut self, page: Page) {
+        if let Some(max) = page.cursor_max {
+            self.state.pending_cursor = Some(match self.state.pending_cursor.take() {
+                Some(pending) => engine::max_cursor(&pending, &max),
+                None => max,
+            });
+        }
+        self.buffer.extend(page.records);
+        self.position = page.next;
+        self.uncommitted = true;
+        self.opened.get_or_insert_with(Instant::now);
+    }
+
+    /// Commits the chunk in hand, if pages arrived since the last commit.
+    async fn commit(&mut self) -> Result<(), RunError> {
+        self.opened = None;
+        if !self.uncommitted {
+            return Ok(());
+        }
+        self.state.resume = Some(Resume {
+            fingerprint: self.entity.fingerprint.clone(),
+            run_started_at: self.run_started_at,
+            position: self.position.clone(),
+        });
+        let records = std::mem::take(&mut self.buffer);
+        let count = records.len() as u64;
+        let chunk = Chunk {
+            records,
+            deletions: Vec::new(),
+            state: self.state.to_value(),
+        };
+        self.destination
+            .write_chunk(self.target, self.run_id, chunk)
+            .await
+            .map_err(|error| RunError::destination(&error))?;
+        self.uncommitted = false;
+        self.committed_records += count;
+        Ok(())
+    }
+
+    /// The state to store with the run's outcome.
+    fn final_state(&mut self, succeeded: bool) -> Value {
+        if succeeded {
+            if let Some(pending) = self.state.pending_cursor.take() {
+                self.state.cursor = Some(match self.state.cursor.take() {
+                    Some(saved) => engine::max_cursor(&saved, &pending),
+                    None => pending,
+                });
+            }
+            self.state.resume = None;
+        }
+        self.state.to_value()
+    }
+}
