@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::output::{Failure, print_json};
 use super::ConfigArgs;
+use super::output::{Failure, print_json};
 
 pub fn execute(config: &ConfigArgs, json: bool) -> Result<ExitCode, Failure> {
     let folder = config.folder();

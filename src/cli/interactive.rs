@@ -53,14 +53,19 @@ pub async fn execute(catalog: &Catalog, logs: Logs) -> Result<ExitCode, Failure>
             if let Some(default) = &field.default {
                 input = input.default(value_to_text(default));
             }
-            input.allow_empty(!field.required).interact_text().map_err(prompt_failed)?
+            input
+                .allow_empty(!field.required)
+                .interact_text()
+                .map_err(prompt_failed)?
         };
         if value.is_empty() {
             continue;
         }
         if field.secret {
             crate::redact::register(&value);
-            let variable = format!("{}_{}", connector.name, key).to_uppercase().replace('-', "_");
+            let variable = format!("{}_{}", connector.name, key)
+                .to_uppercase()
+                .replace('-', "_");
             shown_settings.push(format!("--set {key}=\"${variable}\""));
         } else if field.default.as_ref().map(value_to_text).as_deref() != Some(value.as_str()) {
             shown_settings.push(format!("--set {key}={}", shell_quote(&value)));
@@ -84,7 +89,10 @@ pub async fn execute(catalog: &Catalog, logs: Logs) -> Result<ExitCode, Failure>
     let entities: Vec<String> = if picked.len() == entity_names.len() {
         Vec::new()
     } else {
-        picked.iter().map(|index| entity_names[*index].clone()).collect()
+        picked
+            .iter()
+            .map(|index| entity_names[*index].clone())
+            .collect()
     };
 
     let flow = crate::spec::adhoc_flow(

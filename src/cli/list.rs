@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::output::{Failure, print_json};
 use super::ConfigArgs;
+use super::output::{Failure, print_json};
 use crate::spec::plan::{Catalog, Origin, Trigger};
 
 #[derive(Debug, Args)]

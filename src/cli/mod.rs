@@ -147,7 +147,9 @@ async fn dispatch(command: Command, logs: logging::Logs) -> Result<ExitCode, Fai
         Command::Sync(args) => sync::execute(args, logs).await,
         Command::Check { config, json } => check::execute(&config, json),
         Command::List(args) => list::execute(args),
-        Command::CheckConnection { flow, config } => preview::check_connection(&flow, &config).await,
+        Command::CheckConnection { flow, config } => {
+            preview::check_connection(&flow, &config).await
+        }
         Command::Preview(args) => preview::execute(args).await,
         Command::State(args) => state::execute(args).await,
         Command::Schema => {
@@ -157,6 +159,8 @@ async fn dispatch(command: Command, logs: logging::Logs) -> Result<ExitCode, Fai
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo(_args) => Err(Failure::usage("`ferry demo` is not available in this build yet")),
+        Command::Demo(_args) => Err(Failure::usage(
+            "`ferry demo` is not available in this build yet",
+        )),
     }
 }

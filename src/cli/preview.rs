@@ -7,8 +7,8 @@ use chrono::Utc;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::output::{Failure, print_json};
 use super::ConfigArgs;
+use super::output::{Failure, print_json};
 use crate::engine::{self, FetchContext, HttpClient, Page};
 use crate::sync::run::target_for;
 
@@ -37,9 +37,7 @@ pub fn parse_settings(settings: &[String]) -> Result<Vec<(String, String)>, Fail
                 .split_once('=')
                 .map(|(key, value)| (key.trim().to_string(), value.to_string()))
                 .ok_or_else(|| {
-                    Failure::usage(format!(
-                        "invalid --set {setting:?}: expected KEY=VALUE"
-                    ))
+                    Failure::usage(format!("invalid --set {setting:?}: expected KEY=VALUE"))
                 })
         })
         .collect()
@@ -58,10 +56,12 @@ pub async fn execute(args: PreviewArgs) -> Result<ExitCode, Failure> {
     )
     .map_err(|diagnostics| Failure::diagnostics(&diagnostics))?;
     let flow = Arc::new(flow);
-    let entity = flow
-        .entity(&args.entity)
-        .cloned()
-        .ok_or_else(|| Failure::usage(format!("connector {} has no entity {:?}", args.connector, args.entity)))?;
+    let entity = flow.entity(&args.entity).cloned().ok_or_else(|| {
+        Failure::usage(format!(
+            "connector {} has no entity {:?}",
+            args.connector, args.entity
+        ))
+    })?;
 
     let client = Arc::new(HttpClient::new(&flow).map_err(|error| Failure::run(error.message))?);
     let now = Utc::now();
@@ -88,7 +88,8 @@ pub async fn execute(args: PreviewArgs) -> Result<ExitCode, Failure> {
     fetch.abort();
 
     let target = target_for(&flow, &entity, false);
-    let columns = crate::destination::columns::preview_columns(&page.records, &target.declared_types);
+    let columns =
+        crate::destination::columns::preview_columns(&page.records, &target.declared_types);
     let shown: Vec<Value> = page
         .records
         .iter()
@@ -111,7 +112,11 @@ pub async fn execute(args: PreviewArgs) -> Result<ExitCode, Failure> {
         args.connector,
         args.entity,
         page.records.len(),
-        if page.next.is_some() { ", more pages follow" } else { "" }
+        if page.next.is_some() {
+            ", more pages follow"
+        } else {
+            ""
+        }
     );
     for record in &shown {
         println!("{}", crate::redact::redact(&record.to_string()));
@@ -130,12 +135,21 @@ pub async fn check_connection(flow: &str, config: &ConfigArgs) -> Result<ExitCod
         Failure::usage(format!(
             "unknown flow {flow:?} in {}; known flows: {}",
             config.folder().display(),
-            loaded.catalog.flows.keys().cloned().collect::<Vec<_>>().join(", ")
+            loaded
+                .catalog
+                .flows
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
-    engine::check_connection(&flow)
-        .await
-        .map_err(|error| Failure::run(format!("{}: connection check failed: {}", flow.name, error.message)))?;
+    engine::check_connection(&flow).await.map_err(|error| {
+        Failure::run(format!(
+            "{}: connection check failed: {}",
+            flow.name, error.message
+        ))
+    })?;
     println!("{}: connection to {} works", flow.name, flow.connector.name);
     Ok(ExitCode::SUCCESS)
 }

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::output::{Failure, print_json};
 use super::ConfigArgs;
+use super::output::{Failure, print_json};
 use crate::destination::{self, Destination};
 use crate::spec::plan::{DestinationUrl, Flow};
 use crate::sync::EntityState;
@@ -141,7 +141,10 @@ pub async fn execute(args: StateArgs) -> Result<ExitCode, Failure> {
                 .write_state(&target.flow, &entity, Some(&state.to_value()))
                 .await
                 .map_err(|error| Failure::run(error.to_string()))?;
-            println!("{}/{entity}: the next run starts from cursor {cursor}", target.flow);
+            println!(
+                "{}/{entity}: the next run starts from cursor {cursor}",
+                target.flow
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -150,15 +153,15 @@ pub async fn execute(args: StateArgs) -> Result<ExitCode, Failure> {
 /// Numbers stay numbers when the cursor is numeric, so the API receives
 /// the form it sent.
 fn cursor_value(text: &str, numeric_form: bool) -> Value {
-    if numeric_form {
-        if let Ok(number) = serde_json::from_str::<serde_json::Number>(text) {
-            return Value::Number(number);
-        }
+    if numeric_form && let Ok(number) = serde_json::from_str::<serde_json::Number>(text) {
+        return Value::Number(number);
     }
     Value::String(text.to_string())
 }
 
-async fn open(target: &Target) -> Result<(Option<std::sync::Arc<Flow>>, Box<dyn Destination>), Failure> {
+async fn open(
+    target: &Target,
+) -> Result<(Option<std::sync::Arc<Flow>>, Box<dyn Destination>), Failure> {
     let (flow, url) = match &target.destination {
         Some(url) => (None, parse_destination(url)?),
         None => {
@@ -187,7 +190,11 @@ fn check_entity(flow: Option<&std::sync::Arc<Flow>>, entity: Option<&str>) -> Re
     if flow.entity(entity).is_some() {
         return Ok(());
     }
-    let known: Vec<&str> = flow.entities.iter().map(|entity| entity.name.as_str()).collect();
+    let known: Vec<&str> = flow
+        .entities
+        .iter()
+        .map(|entity| entity.name.as_str())
+        .collect();
     Err(Failure::usage(format!(
         "flow {} has no entity {entity:?}; its entities: {}",
         flow.name,

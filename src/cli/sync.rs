@@ -10,11 +10,12 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
+use super::ConfigArgs;
 use super::logging::Logs;
 use super::output::{Failure, print_json};
 use super::preview::parse_settings;
-use super::ConfigArgs;
 use crate::spec::plan::Flow;
+use crate::sync::run::ProgressCallback;
 use crate::sync::{FlowReport, Outcome, Progress, RunOptions, run_flow};
 
 #[derive(Debug, Args)]
@@ -47,9 +48,7 @@ pub async fn execute(args: SyncArgs, logs: Logs) -> Result<ExitCode, Failure> {
     let loaded = args.config.load()?;
     let flow = match (&args.flow, &args.source) {
         (Some(_), Some(_)) => {
-            return Err(Failure::usage(
-                "name a flow or pass -s CONNECTOR, not both",
-            ));
+            return Err(Failure::usage("name a flow or pass -s CONNECTOR, not both"));
         }
         (Some(name), None) => {
             if args.destination.is_some() || !args.settings.is_empty() {
@@ -63,7 +62,11 @@ pub async fn execute(args: SyncArgs, logs: Logs) -> Result<ExitCode, Failure> {
                 Failure::usage(format!(
                     "unknown flow {name:?} in {}{hint}; known flows: {}",
                     args.config.folder().display(),
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ))
             })?
         }
@@ -98,7 +101,10 @@ pub async fn execute(args: SyncArgs, logs: Logs) -> Result<ExitCode, Failure> {
 pub async fn run(flow: Arc<Flow>, entities: &[String], full: bool, logs: &Logs) -> FlowReport {
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(shutdown.clone()));
-    let progress = logs.bars.as_ref().map(|bars| progress_callback(bars.clone()));
+    let progress = logs
+        .bars
+        .as_ref()
+        .map(|bars| progress_callback(bars.clone()));
     let options = RunOptions {
         full,
         shutdown,
@@ -113,7 +119,11 @@ pub async fn run(flow: Arc<Flow>, entities: &[String], full: bool, logs: &Logs) 
 }
 
 fn check_entities(flow: &Flow, entities: &[String]) -> Result<(), Failure> {
-    let known: Vec<&str> = flow.entities.iter().map(|entity| entity.name.as_str()).collect();
+    let known: Vec<&str> = flow
+        .entities
+        .iter()
+        .map(|entity| entity.name.as_str())
+        .collect();
     for entity in entities {
         if !known.contains(&entity.as_str()) {
             return Err(Failure::usage(format!(
@@ -166,17 +176,15 @@ async fn wait_for_signal() -> std::io::Result<()> {
     }
 }
 
-type ProgressCallback = Arc<dyn Fn(&Progress) + Send + Sync>;
-
 /// One spinner per entity: records, pages and rate.
 fn progress_callback(bars: indicatif::MultiProgress) -> ProgressCallback {
     let spinners: Mutex<HashMap<String, ProgressBar>> = Mutex::new(HashMap::new());
-    let style = ProgressStyle::with_template(
-        "{spinner} {prefix:<28} {msg} [{elapsed}]",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let style = ProgressStyle::with_template("{spinner} {prefix:<28} {msg} [{elapsed}]")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
     Arc::new(move |progress: &Progress| {
-        let mut spinners = spinners.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut spinners = spinners
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let key = format!("{}/{}", progress.flow, progress.entity);
         let bar = spinners.entry(key.clone()).or_insert_with(|| {
             let bar = bars.add(ProgressBar::new_spinner());
@@ -208,8 +216,15 @@ pub fn print_report(report: &FlowReport, json: bool) -> ExitCode {
                     run.flow, run.entity, run.records, run.duration_seconds
                 ),
                 (outcome, error) => {
-                    let word = if *outcome == Outcome::Interrupted { "interrupted" } else { "failed" };
-                    let message = error.as_ref().map(|error| error.message.as_str()).unwrap_or("unknown error");
+                    let word = if *outcome == Outcome::Interrupted {
+                        "interrupted"
+                    } else {
+                        "failed"
+                    };
+                    let message = error
+                        .as_ref()
+                        .map(|error| error.message.as_str())
+                        .unwrap_or("unknown error");
                     eprintln!(
                         "{}/{}: {word} after {} records: {}",
                         run.flow,

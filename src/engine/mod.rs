@@ -127,3 +127,6 @@ impl FetchError {
         }
     }
 }
+
+mod stub;
+pub use stub::{FetchContext, HttpClient, check_connection, fetch, initial_position, max_cursor};

@@ -8,6 +8,7 @@
 pub mod diagnostic;
 pub mod plan;
 pub mod raw;
+pub mod schema;
 
 use std::path::Path;
 

@@ -194,14 +194,18 @@ fn running() -> &'static Mutex<HashSet<String>> {
 
 impl EntityLock {
     fn acquire(key: String) -> Option<EntityLock> {
-        let mut running = running().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut running = running()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         running.insert(key.clone()).then_some(EntityLock { key })
     }
 }
 
 impl Drop for EntityLock {
     fn drop(&mut self) {
-        let mut running = running().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut running = running()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         running.remove(&self.key);
     }
 }

@@ -18,8 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::destination::{
-    Chunk, Destination, DestinationError, EntityTarget, RunOutcome, RunRecord, RunStatus,
-    TableRef,
+    Chunk, Destination, DestinationError, EntityTarget, RunOutcome, RunRecord, RunStatus, TableRef,
 };
 use crate::engine::{self, FetchContext, FetchError, HttpClient, Page, Position, Record};
 use crate::redact::redact;
@@ -32,6 +31,9 @@ use super::state::{EntityState, Resume};
 /// responses.
 const CHANNEL_PAGES: usize = 4;
 
+/// Receives the counters of a run after every page.
+pub type ProgressCallback = Arc<dyn Fn(&Progress) + Send + Sync>;
+
 /// What the caller controls about a run.
 #[derive(Clone, Default)]
 pub struct RunOptions {
@@ -40,7 +42,7 @@ pub struct RunOptions {
     /// Cancelled on shutdown: the chunk in hand is committed, then the run stops.
     pub shutdown: CancellationToken,
     /// Called after every page.
-    pub progress: Option<Arc<dyn Fn(&Progress) + Send + Sync>>,
+    pub progress: Option<ProgressCallback>,
 }
 
 /// Counters of a run in progress.
@@ -182,21 +184,19 @@ fn plan_start(
     full: bool,
     now: DateTime<Utc>,
 ) -> Start {
-    if !full {
-        if let Some(resume) = &state.resume {
-            if resume.fingerprint == entity.fingerprint {
-                return Start {
-                    position: resume.position.clone(),
-                    resumed: true,
-                    run_started_at: resume.run_started_at,
-                };
-            }
-            warn!(
+    if !full && let Some(resume) = &state.resume {
+        if resume.fingerprint == entity.fingerprint {
+            return Start {
+                position: resume.position.clone(),
+                resumed: true,
+                run_started_at: resume.run_started_at,
+            };
+        }
+        warn!(
                 flow = %flow.name,
                 entity = %entity.name,
-                "the entity's definition changed since its last run stopped; starting over instead of resuming"
-            );
-        }
+            "the entity's definition changed since its last run stopped; starting over instead of resuming"
+        );
     }
     // A full refresh reads everything each run, so the saved cursor is not used.
     let use_cursor = !full && entity_mode(flow, entity) == SyncMode::Incremental;
@@ -322,7 +322,11 @@ pub async fn run_entity(
         state: final_state,
         mark_unseen_before,
     };
-    if let Err(finish_error) = writer.destination.finish_run(&target, &run_id, outcome).await {
+    if let Err(finish_error) = writer
+        .destination
+        .finish_run(&target, &run_id, outcome)
+        .await
+    {
         warn!(
             flow = %flow.name,
             entity = %entity.name,
@@ -436,12 +440,12 @@ async fn pump(
                     callback(&progress);
                 }
                 writer.add(page);
-                if writer.buffer.len() >= chunk_records {
-                    if let Err(error) = writer.commit().await {
-                        fetch.abort();
-                        record_progress(report, &progress);
-                        return Ended::Failed(error);
-                    }
+                if writer.buffer.len() >= chunk_records
+                    && let Err(error) = writer.commit().await
+                {
+                    fetch.abort();
+                    record_progress(report, &progress);
+                    return Ended::Failed(error);
                 }
             }
             _ = sleep_until_deadline(deadline) => {
