@@ -26,7 +26,9 @@ pub fn register(secret: &str) {
     if secret.len() < MIN_SECRET_LEN {
         return;
     }
-    let mut secrets = registry().write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut secrets = registry()
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if secrets.iter().any(|known| known == secret) {
         return;
     }
@@ -53,7 +55,9 @@ fn encoded_forms(secret: &str) -> Vec<String> {
 
 /// Returns `text` with every registered secret replaced by `***`.
 pub fn redact(text: &str) -> String {
-    let secrets = registry().read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let secrets = registry()
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut output = text.to_string();
     for secret in secrets.iter() {
         if output.contains(secret.as_str()) {
@@ -75,7 +79,11 @@ pub fn url_without_password(raw: &str) -> String {
                 .map(|(key, value)| {
                     let sensitive = key.eq_ignore_ascii_case("password")
                         || key.eq_ignore_ascii_case("sslpassword");
-                    let value = if sensitive { MASK.to_string() } else { value.into_owned() };
+                    let value = if sensitive {
+                        MASK.to_string()
+                    } else {
+                        value.into_owned()
+                    };
                     (key.into_owned(), value)
                 })
                 .collect();

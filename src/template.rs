@@ -220,9 +220,7 @@ fn single_path(template: &HbTemplate) -> Option<Vec<String>> {
 fn collect_variables(template: &HbTemplate, found: &mut Vec<String>) {
     for element in &template.elements {
         let helper = match element {
-            TemplateElement::Expression(helper) | TemplateElement::HtmlExpression(helper) => {
-                helper
-            }
+            TemplateElement::Expression(helper) | TemplateElement::HtmlExpression(helper) => helper,
             TemplateElement::HelperBlock(helper) => helper,
             _ => continue,
         };
@@ -252,8 +250,11 @@ fn collect_parameter(parameter: &Parameter, found: &mut Vec<String>) {
     }
 }
 
+/// Helpers registered in [`registry`]: a bare name among them is a call, not a variable.
+const HELPERS: &[&str] = &["format_time", "url_encode", "default", "json"];
+
 fn is_helper_name(name: &str) -> bool {
-    registry().has_helper(name)
+    HELPERS.contains(&name)
 }
 
 /// The one registry: helpers and settings, shared by every template.
@@ -401,11 +402,11 @@ pub fn format_time(time: &DateTime<Utc>, format: &str) -> String {
 
 fn describe_compile(error: &handlebars::TemplateError) -> String {
     let reason = error.reason().to_string();
-    match (error.line_no, error.column_no) {
-        (Some(line), Some(column)) => {
+    match error.pos() {
+        Some((line, column)) => {
             format!("invalid template: {reason} (line {line}, column {column} of the template)")
         }
-        _ => format!("invalid template: {reason}"),
+        None => format!("invalid template: {reason}"),
     }
 }
 

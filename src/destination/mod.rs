@@ -160,8 +160,11 @@ pub trait Destination: Send {
     fn describe(&self) -> String;
 
     /// Reads an entity's saved state.
-    async fn read_state(&mut self, flow: &str, entity: &str)
-    -> Result<Option<Value>, DestinationError>;
+    async fn read_state(
+        &mut self,
+        flow: &str,
+        entity: &str,
+    ) -> Result<Option<Value>, DestinationError>;
 
     /// Replaces (`Some`) or deletes (`None`) an entity's state outside a run.
     async fn write_state(

@@ -201,9 +201,15 @@ pub struct EntityTemplate {
 pub enum RecordsPlan {
     Path(JsonPath),
     /// Row arrays zipped with column names.
-    Columns { rows: JsonPath, columns: JsonPath },
+    Columns {
+        rows: JsonPath,
+        columns: JsonPath,
+    },
     /// BigQuery `{"f":[{"v":…}]}` rows decoded with a table schema.
-    Schema { rows: JsonPath, schema: JsonPath },
+    Schema {
+        rows: JsonPath,
+        schema: JsonPath,
+    },
 }
 
 #[derive(Debug, Clone)]

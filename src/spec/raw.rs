@@ -512,13 +512,9 @@ pub struct RawWebhookRoute {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawSignature {
     /// `Stripe-Signature: t=<unix>,v1=<hex>` over `"<t>.<body>"`.
-    Stripe {
-        tolerance_seconds: Option<u64>,
-    },
+    Stripe { tolerance_seconds: Option<u64> },
     /// Close: HMAC-SHA256 over timestamp and body with a hex-decoded key.
-    Close {
-        tolerance_seconds: Option<u64>,
-    },
+    Close { tolerance_seconds: Option<u64> },
     /// HMAC of the raw body in one header.
     Hmac {
         header: String,
