@@ -34,7 +34,7 @@ pub(crate) enum Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The variant only: every other field holds a credential.
+        // The variant only, because every other field contains a credential.
         let kind = match self {
             Auth::None => "None",
             Auth::Authorization { .. } => "Authorization",
@@ -126,8 +126,8 @@ impl Auth {
         Ok(())
     }
 
-    /// The query parameter that carries a secret, to mask in URLs shown to
-    /// people.
+    /// Returns the query parameter that carries a secret, to mask in URLs
+    /// shown to people.
     pub(crate) fn secret_query_param(&self) -> Option<&str> {
         match self {
             Auth::ApiKeyQuery { name, .. } => Some(name),
@@ -135,7 +135,7 @@ impl Auth {
         }
     }
 
-    /// Every secret value this auth sends, for redaction.
+    /// Returns every secret value this auth sends, for redaction.
     pub(crate) fn secrets(&self) -> Vec<&str> {
         match self {
             Auth::None => Vec::new(),
@@ -146,8 +146,8 @@ impl Auth {
         }
     }
 
-    /// A SHA-256 digest of the credentials, so that runs sharing them share
-    /// a rate limit without the key itself being kept as a map key.
+    /// Returns a SHA-256 digest of the credentials, so that runs sharing them
+    /// share a rate limit without the key itself being kept as a map key.
     pub(crate) fn digest(&self) -> [u8; 32] {
         let mut hasher = Sha256::new();
         match self {

@@ -1,7 +1,7 @@
 //! BigQuery rows: `{"f": [{"v": ...}, ...]}` decoded with a table schema.
 //!
 //! The REST API sends every scalar as a string (`tabledata.list`,
-//! `jobs.getQueryResults`), so the schema says what each one is: INT64
+//! `jobs.getQueryResults`), so the schema gives the type of each one: INT64
 //! becomes an integer, FLOAT64 a number, BOOL a boolean, TIMESTAMP (epoch
 //! seconds as text) an ISO-8601 string, NUMERIC and BIGNUMERIC exact
 //! numbers, RECORD an object and a REPEATED field an array. Other types
@@ -101,7 +101,7 @@ pub(crate) fn decode_row(schema: &[Field], row: Value) -> Result<Map<String, Val
     Ok(record)
 }
 
-/// The `v` of a `{"v": ...}` cell.
+/// Returns the `v` of a `{"v": ...}` cell.
 fn cell_value(cell: Value) -> Value {
     match cell {
         Value::Object(mut map) => map.remove("v").unwrap_or(Value::Null),
@@ -160,7 +160,7 @@ fn decode_scalar(field: &Field, value: Value) -> Result<Value, String> {
     }
 }
 
-/// A number with every digit of `text` kept (serde_json's arbitrary
+/// Parses `text` as a number with every digit kept (serde_json's arbitrary
 /// precision stores the digits as written).
 fn exact_number(text: &str) -> Option<Value> {
     text.trim().parse::<Number>().ok().map(Value::Number)

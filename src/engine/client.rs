@@ -227,7 +227,7 @@ impl HttpClient {
         self.allow_cross_host
     }
 
-    /// The connector's `http.headers`, rendered.
+    /// Returns the connector's `http.headers`, rendered.
     pub(crate) fn headers(&self) -> &HeaderMap {
         &self.headers
     }
@@ -235,9 +235,9 @@ impl HttpClient {
     /// Returns `url` as text safe to show: the query API key, any password
     /// and every registered secret masked.
     pub(crate) fn display_url(&self, url: &Url) -> String {
-        let mut shown = url.clone();
+        let mut masked_url = url.clone();
         if let Some(name) = self.auth.secret_query_param() {
-            let masked: Vec<(String, String)> = shown
+            let masked: Vec<(String, String)> = masked_url
                 .query_pairs()
                 .map(|(key, value)| {
                     let value = if key == name {
@@ -249,13 +249,13 @@ impl HttpClient {
                 })
                 .collect();
             if !masked.is_empty() {
-                shown.query_pairs_mut().clear().extend_pairs(masked);
+                masked_url.query_pairs_mut().clear().extend_pairs(masked);
             }
         }
-        if shown.password().is_some() {
-            let _ = shown.set_password(Some("***"));
+        if masked_url.password().is_some() {
+            let _ = masked_url.set_password(Some("***"));
         }
-        crate::redact::redact(shown.as_str())
+        crate::redact::redact(masked_url.as_str())
     }
 
     /// Sends `request` until it gets a final response: retries 408, 429,
@@ -387,7 +387,7 @@ impl HttpClient {
         AttemptError::Network(error)
     }
 
-    /// The error and its causes on one line, without the URL reqwest
+    /// Formats the error and its causes on one line, without the URL reqwest
     /// attaches (it may carry a query API key) and with secrets masked.
     fn describe(&self, error: &reqwest::Error) -> String {
         let mut text = if error.is_timeout() {
@@ -497,21 +497,21 @@ fn extra_root_certificates() -> Result<Vec<reqwest::Certificate>, String> {
     let Some(path) = std::env::var_os("SSL_CERT_FILE") else {
         return Ok(Vec::new());
     };
-    let shown = path.to_string_lossy().into_owned();
+    let cert_file = path.to_string_lossy().into_owned();
     let pem = std::fs::read(&path).map_err(|error| {
         format!(
-            "SSL_CERT_FILE {shown}: {error}; point it at a PEM file of CA certificates or unset it"
+            "SSL_CERT_FILE {cert_file}: {error}; point it at a PEM file of CA certificates or unset it"
         )
     })?;
     let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
         format!(
-            "SSL_CERT_FILE {shown} is not a PEM certificate bundle: {}",
+            "SSL_CERT_FILE {cert_file} is not a PEM certificate bundle: {}",
             strip_url(&error)
         )
     })?;
     if certificates.is_empty() {
         return Err(format!(
-            "SSL_CERT_FILE {shown} contains no PEM certificates; point it at a PEM file of CA certificates or unset it"
+            "SSL_CERT_FILE {cert_file} contains no PEM certificates; point it at a PEM file of CA certificates or unset it"
         ));
     }
     Ok(certificates)

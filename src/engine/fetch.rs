@@ -25,7 +25,7 @@ use super::{FetchError, FetchErrorKind, Page, PageToken, Position, WindowPositio
 use crate::spec::plan::{Entity, Flow, Pagination, StatusAction};
 use crate::template::format_time;
 
-/// What one entity fetch needs. `now` is fixed for the run, so windows and
+/// The inputs of one entity fetch. `now` is fixed for the run, so windows and
 /// `{{now}}` agree across every request of it.
 #[derive(Debug, Clone)]
 pub struct FetchContext {
@@ -356,8 +356,8 @@ impl<'a> EntityReader<'a> {
         }
     }
 
-    /// The page that ends a request sequence: `next` is the next window's
-    /// first request, or `None` when the entity is complete.
+    /// Builds the page that ends a request sequence: `next` is the next
+    /// window's first request, or `None` when the entity is complete.
     fn end_of_sequence(
         &self,
         position: &Position,
@@ -405,7 +405,7 @@ impl<'a> EntityReader<'a> {
         if !self.sequence.requested.contains(token) {
             return None;
         }
-        let what = match token {
+        let repeated = match token {
             PageToken::Cursor(cursor) => format!("cursor {:?}", crate::redact::redact(cursor)),
             PageToken::Url(url) => match Url::parse(url) {
                 Ok(parsed) => format!("next URL {}", self.client.display_url(&parsed)),
@@ -418,7 +418,7 @@ impl<'a> EntityReader<'a> {
         Some(FetchError::new(
             FetchErrorKind::PaginationLoop,
             format!(
-                "entity {entity}: pagination loop: page {page_number} points to {what}, which was already requested in this run; \
+                "entity {entity}: pagination loop: page {page_number} points to {repeated}, which was already requested in this run; \
                  the records before it are kept and the saved position points at that request; \
                  check the entity's pagination settings"
             ),
@@ -541,7 +541,7 @@ fn unsupported_features(entity: &Entity) -> Result<(), FetchError> {
     }
 }
 
-/// The template context of an entity's requests.
+/// Builds the template context of an entity's requests.
 fn template_context(flow: &Flow, parameters: &Map<String, Value>, now: DateTime<Utc>) -> Value {
     json!({
         "config": flow.config,
@@ -562,7 +562,7 @@ fn parse_body(body: &[u8]) -> Result<Value, String> {
     serde_json::from_slice(body).map_err(|error| error.to_string())
 }
 
-/// The error for a final status that is not a success.
+/// Builds the error for a final status that is not a success.
 fn status_error(
     label: &str,
     client: &HttpClient,

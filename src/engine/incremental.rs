@@ -1,10 +1,10 @@
 //! Incremental cursors: where a run starts, its time windows, and the
 //! maximum cursor value seen.
 //!
-//! A cursor is sent back to the API in the form the API used for it, so
+//! A cursor is sent back to the API in the form the API used for it. So
 //! every time computation here detects that form ([`TimeForm`]) first and
-//! writes its result in the same form: an ISO-8601 string keeps its offset
-//! style and fraction digits, unix seconds stay an integer.
+//! writes its result in the same form. An ISO-8601 string keeps its offset
+//! style and fraction digits, and unix seconds stay an integer.
 
 use std::cmp::Ordering;
 use std::time::Duration;
@@ -227,8 +227,8 @@ impl CursorMax {
     }
 }
 
-/// How a cursor value writes a time, so computed times can be written the
-/// same way.
+/// The notation of a time in a cursor value, so computed times can be
+/// written the same way.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum TimeForm {
     /// RFC 3339 text, keeping its offset, `Z`, separator and fraction digits.

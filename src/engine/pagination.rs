@@ -1,9 +1,9 @@
 //! The request after each page, by pagination type.
 //!
-//! Reading a page happens in two steps because records are moved out of
-//! the body: [`read_signals`] copies what pagination needs (cursor, next
-//! URL, `has_more`, page count) while the body is whole, then [`decide`]
-//! combines it with the number of records the page held.
+//! Reading a page takes two steps because records are moved out of the
+//! body. [`read_signals`] copies what pagination needs (cursor, next URL,
+//! `has_more`, page count) while the body is whole. Then [`decide`]
+//! combines it with the number of records the page contained.
 
 use reqwest::header::HeaderMap;
 use serde_json::Value;
@@ -14,7 +14,7 @@ use super::{FetchError, FetchErrorKind, PageToken};
 use crate::jsonpath::JsonPath;
 use crate::spec::plan::{Pagination, Param};
 
-/// What a response says about the next page.
+/// The pagination values of a response.
 #[derive(Debug, Default)]
 pub(crate) struct Signals {
     /// The next cursor, or the next URL resolved against the request URL.
@@ -162,7 +162,7 @@ pub(crate) fn decide(
     }
 }
 
-/// The values pagination places into a request for `token`.
+/// Returns the values pagination places into a request for `token`.
 pub(crate) fn injections<'a>(
     pagination: &'a Pagination,
     token: &PageToken,

@@ -45,18 +45,18 @@ pub(crate) fn shared_limiter(
         .chain_update(origin.as_bytes())
         .finalize()
         .into();
-    let wanted = (limit.requests_per_second.to_bits(), limit.burst);
+    let requested = (limit.requests_per_second.to_bits(), limit.burst);
 
     let mut limiters = registry()
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let entry = limiters.entry(key).or_insert_with(|| Entry {
-        limit: wanted,
+        limit: requested,
         limiter: Arc::new(RateLimiter::direct(quota)),
     });
-    if entry.limit != wanted {
+    if entry.limit != requested {
         *entry = Entry {
-            limit: wanted,
+            limit: requested,
             limiter: Arc::new(RateLimiter::direct(quota)),
         };
     }

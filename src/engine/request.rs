@@ -18,7 +18,7 @@ pub(crate) struct Injection<'a> {
     pub value: Value,
 }
 
-/// Where the request's parameters come from, for messages.
+/// The request plan and parameters to render, with a label for messages.
 pub(crate) struct RequestSource<'a> {
     /// `entity customers` or `check`.
     pub label: &'a str,

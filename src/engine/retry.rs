@@ -15,7 +15,7 @@ pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
         || status.is_server_error()
 }
 
-/// The delay before the attempt after `attempt` (1-based): the server's
+/// Returns the delay before the attempt after `attempt` (1-based): the server's
 /// `Retry-After` when it sent one, else exponential backoff with full jitter.
 pub(crate) fn retry_delay(policy: &RetryPolicy, attempt: u32, headers: &HeaderMap) -> Duration {
     match retry_after(headers, SystemTime::now()) {

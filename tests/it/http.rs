@@ -339,8 +339,8 @@ async fn connection_refused_is_a_network_error() {
 
 #[tokio::test]
 async fn connection_reset_is_retried() {
-    // A server that reads one request and closes the connection without
-    // answering, then answers the next connection properly.
+    // A server that reads one request and closes the connection without a
+    // response, then responds properly on the next connection.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

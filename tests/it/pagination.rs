@@ -171,7 +171,7 @@ async fn cursor_in_json_body_and_header() {
 
     let outcome = run(&flow, &items, Position::default()).await;
 
-    // The server answers the same cursor twice; the second body is what matters.
+    // The server returns the same cursor twice, so only the bodies matter here.
     let bodies: Vec<serde_json::Value> = received(&server)
         .await
         .iter()

@@ -21,8 +21,8 @@ use crate::support::run;
 
 const URL_VARIABLE: &str = "FERRY_TEST_TLS_URL";
 
-/// An HTTPS server on 127.0.0.1 that answers every request with one page;
-/// returns its URL and the certificate in PEM form.
+/// Starts an HTTPS server on 127.0.0.1 that responds to every request with
+/// one page, and returns its URL and the certificate in PEM form.
 async fn https_server() -> (String, String) {
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     let certificate_pem = certified.cert.pem();

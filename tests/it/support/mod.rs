@@ -1,5 +1,5 @@
 //! Shared helpers: plan builders, a fetch harness, and loopback API servers
-//! that answer from a table of exact request targets.
+//! that respond from a table of exact request targets.
 
 #![allow(dead_code)]
 
@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-/// The run time every test fetch uses.
+/// Returns the run time every test fetch uses.
 pub fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 20, 0, 0, 0).unwrap()
 }
@@ -88,8 +88,9 @@ pub async fn run_with(
     Outcome { pages, result }
 }
 
-/// A server answering each exact `path?query` target from `routes`, and
-/// 404 `no route` to anything else, so an unexpected request fails the test.
+/// Starts a server that responds to each exact `path?query` target from
+/// `routes`, and with 404 `no route` to anything else, so an unexpected
+/// request fails the test.
 pub async fn serve(routes: Vec<(&str, ResponseTemplate)>) -> MockServer {
     let server = MockServer::start().await;
     mount(&server, routes).await;
@@ -124,7 +125,7 @@ pub fn target(request: &Request) -> String {
     }
 }
 
-/// Every request the server received, as `METHOD path?query`, in order.
+/// Returns every request the server received, as `METHOD path?query`, in order.
 pub async fn requests(server: &MockServer) -> Vec<String> {
     server
         .received_requests()
@@ -143,7 +144,7 @@ pub fn json(body: Value) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(body)
 }
 
-/// Answers with each response in turn, repeating the last one.
+/// A responder that returns each response in turn, repeating the last one.
 pub struct Sequence {
     responses: Vec<ResponseTemplate>,
     next: AtomicUsize,
@@ -165,7 +166,7 @@ impl Respond for Sequence {
     }
 }
 
-/// A server answering every request from `responses` in turn.
+/// Starts a server that responds to every request from `responses` in turn.
 pub async fn serve_sequence(responses: Vec<ResponseTemplate>) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(any())

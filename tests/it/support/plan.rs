@@ -45,7 +45,7 @@ pub fn placed(location: ParamLocation, name: &str) -> Param {
     }
 }
 
-/// A connector with no auth, fast retries and a 5 second timeout.
+/// Builds a connector with no auth, fast retries and a 5 second timeout.
 pub fn connector(base_url: &str) -> Connector {
     Connector {
         name: "test_api".to_string(),
@@ -70,7 +70,7 @@ pub fn connector(base_url: &str) -> Connector {
     }
 }
 
-/// A GET entity reading `$.data[*]` with primary key `id` and no pagination.
+/// Builds a GET entity reading `$.data[*]` with primary key `id` and no pagination.
 pub fn entity(name: &str, path: &str) -> Entity {
     Entity {
         name: name.to_string(),
@@ -109,7 +109,7 @@ pub fn header(name: &str, value: &str) -> (String, Template) {
     (name.to_string(), template(value))
 }
 
-/// A flow of `connector` selecting `entity`, with `config` as its values.
+/// Builds a flow of `connector` selecting `entity`, with `config` as its values.
 pub fn test_flow(connector: Connector, entity: &Arc<Entity>, config: Value) -> Arc<Flow> {
     let Value::Object(config) = config else {
         panic!("config must be a JSON object");
