@@ -559,3 +559,52 @@ async fn check_connection_without_check_reads_first_page() {
     let error = check_connection(&flow).await.unwrap_err();
     assert_eq!(error.kind, FetchErrorKind::Auth);
 }
+
+const PROXY_TARGET_VARIABLE: &str = "FERRY_TEST_PROXY_TARGET";
+
+#[tokio::test]
+async fn http_proxy_from_environment() {
+    // The proxy is a loopback server; the API address has no server, so a
+    // request that skipped the proxy would fail.
+    let proxy = crate::support::serve_sequence(vec![ok_page()]).await;
+    let test_binary = std::env::current_exe().unwrap();
+    let output = tokio::process::Command::new(test_binary)
+        .args([
+            "http::proxied_fetch_in_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("HTTP_PROXY", proxy.uri())
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env(PROXY_TARGET_VARIABLE, "http://127.0.0.2:9")
+        .output()
+        .await
+        .unwrap();
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "child ran no test:\n{stdout}");
+    let received = received(&proxy).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].url.path(), "/items");
+    assert_eq!(received[0].headers["host"], "127.0.0.2:9");
+}
+
+/// Runs only as the child of `http_proxy_from_environment`.
+#[tokio::test]
+#[ignore = "run by http_proxy_from_environment in a child process"]
+async fn proxied_fetch_in_child() {
+    let Ok(target) = std::env::var(PROXY_TARGET_VARIABLE) else {
+        return;
+    };
+    let items = Arc::new(entity("items", "/items"));
+    let flow = test_flow(connector(&target), &items, json!({}));
+
+    let outcome = run(&flow, &items, Position::default()).await;
+
+    outcome.assert_ok();
+    assert_eq!(outcome.ids(), vec![json!(1)]);
+}
