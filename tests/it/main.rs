@@ -1,0 +1,10 @@
+//! Integration tests: one binary made of topic modules.
+
+mod support;
+
+mod auth;
+mod http;
+mod incremental;
+mod pagination;
+mod records;
+mod tls;
