@@ -151,6 +151,3 @@ impl FetchError {
         }
     }
 }
-
-mod stub;
-pub use stub::{FetchContext, HttpClient, check_connection, fetch, initial_position, max_cursor};
