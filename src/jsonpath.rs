@@ -84,10 +84,11 @@ impl JsonPath {
             }
             None => self.find(&value).into_iter().cloned().collect(),
         };
-        if taken.len() == 1 && taken[0].is_array() {
-            if let Some(Value::Array(items)) = taken.pop() {
-                return items;
-            }
+        if taken.len() == 1
+            && taken[0].is_array()
+            && let Some(Value::Array(items)) = taken.pop()
+        {
+            return items;
         }
         taken.retain(|item| !item.is_null());
         taken
@@ -168,9 +169,7 @@ fn simple_steps(source: &str) -> Option<Vec<Step>> {
             steps.push(Step::Wildcard);
             rest = after;
         } else if let Some(after) = rest.strip_prefix('.') {
-            let end = after
-                .find(|c: char| c == '.' || c == '[')
-                .unwrap_or(after.len());
+            let end = after.find(['.', '[']).unwrap_or(after.len());
             let key = &after[..end];
             let plain = !key.is_empty()
                 && key
@@ -254,9 +253,6 @@ mod tests {
     #[test]
     fn quoted_keys_with_spaces() {
         let path = JsonPath::compile("$['a b'].c").unwrap();
-        assert_eq!(
-            path.find(&json!({"a b": {"c": 3}})),
-            vec![&json!(3)]
-        );
+        assert_eq!(path.find(&json!({"a b": {"c": 3}})), vec![&json!(3)]);
     }
 }

@@ -220,9 +220,7 @@ fn single_path(template: &HbTemplate) -> Option<Vec<String>> {
 fn collect_variables(template: &HbTemplate, found: &mut Vec<String>) {
     for element in &template.elements {
         let helper = match element {
-            TemplateElement::Expression(helper) | TemplateElement::HtmlExpression(helper) => {
-                helper
-            }
+            TemplateElement::Expression(helper) | TemplateElement::HtmlExpression(helper) => helper,
             TemplateElement::HelperBlock(helper) => helper,
             _ => continue,
         };
@@ -252,8 +250,34 @@ fn collect_parameter(parameter: &Parameter, found: &mut Vec<String>) {
     }
 }
 
+/// Helpers registered below plus handlebars' built-in ones, because the
+/// registry does not expose its helper names.
+const HELPER_NAMES: &[&str] = &[
+    "format_time",
+    "url_encode",
+    "default",
+    "json",
+    "if",
+    "unless",
+    "each",
+    "with",
+    "lookup",
+    "raw",
+    "log",
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "and",
+    "or",
+    "not",
+    "len",
+];
+
 fn is_helper_name(name: &str) -> bool {
-    registry().has_helper(name)
+    HELPER_NAMES.contains(&name)
 }
 
 /// The one registry: helpers and settings, shared by every template.
@@ -401,8 +425,8 @@ pub fn format_time(time: &DateTime<Utc>, format: &str) -> String {
 
 fn describe_compile(error: &handlebars::TemplateError) -> String {
     let reason = error.reason().to_string();
-    match (error.line_no, error.column_no) {
-        (Some(line), Some(column)) => {
+    match error.pos() {
+        Some((line, column)) => {
             format!("invalid template: {reason} (line {line}, column {column} of the template)")
         }
         _ => format!("invalid template: {reason}"),
