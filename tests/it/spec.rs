@@ -1118,3 +1118,141 @@ fn two_hundred_flows_load_quickly() {
         "loading 200 flows took {elapsed:?}"
     );
 }
+
+// ---- webhooks, body parameters, literal dollars ----
+
+const SHOP: &str = r#"kind: Connector
+name: shop
+config:
+  api_key: { type: string, secret: true }
+http:
+  base_url: https://api.shop.example
+  auth: { type: api_key, in: header, name: X-Api-Key, value: "{{config.api_key}}" }
+entities:
+  orders:
+    path: /orders/search
+    body: { filter: {} }
+    records: "$.orders"
+    primary_key: id
+    pagination: { type: cursor, cursor: "$.next", param: { in: body, name: page.after } }
+    on_status: { 404: ignore, "204": empty_page }
+webhooks:
+  signature: { type: hmac, header: X-Shop-Signature, prefix: "sha256=" }
+  id: "$.id"
+  type: "$.type"
+  object: "$.data"
+  routes:
+    - { events: ["order.*"], entity: orders }
+"#;
+
+const SHOP_FLOW: &str = r#"kind: Flow
+name: shop
+source: { connector: shop, config: { api_key: "key_$$_literal_${SHOP_SUFFIX:-123}" } }
+destination: ${DATABASE_URL}
+webhook: { secret: [whsec_old_111111, whsec_new_222222], action: trigger }
+"#;
+
+#[test]
+fn webhook_flow_collects_secrets() {
+    let folder = Folder::new(&[("shop.yaml", SHOP), ("flow.yaml", SHOP_FLOW)]);
+    let loaded = folder.loaded();
+    let flow = &loaded.catalog.flows["shop"];
+    assert_eq!(flow.config["api_key"], json!("key_$_literal_123"));
+    assert_eq!(
+        flow.secrets,
+        vec![
+            "key_$_literal_123".to_string(),
+            "pg_password_9876".to_string(),
+            "whsec_old_111111".to_string(),
+            "whsec_new_222222".to_string(),
+        ]
+    );
+    let webhook = flow.webhook.as_ref().unwrap();
+    assert_eq!(webhook.action, ferry::spec::plan::WebhookAction::Trigger);
+    assert_eq!(webhook.secrets.len(), 2);
+    assert_eq!(
+        ferry::redact::redact("signed with whsec_new_222222"),
+        "signed with ***"
+    );
+    assert!(!flow.destination.display().contains("pg_password_9876"));
+}
+
+#[test]
+fn request_settings_resolve() {
+    use ferry::spec::plan::{HttpMethod, Pagination, ParamLocation, StatusAction};
+    let folder = Folder::new(&[("shop.yaml", SHOP)]);
+    let loaded = folder.loaded();
+    let orders = &loaded.catalog.connectors["shop"].entities["orders"];
+    assert_eq!(orders.request.method, HttpMethod::Post);
+    assert_eq!(orders.primary_key, vec!["id"]);
+    assert_eq!(orders.on_status.get(&404), Some(&StatusAction::Ignore));
+    assert_eq!(orders.on_status.get(&204), Some(&StatusAction::EmptyPage));
+    match &orders.pagination {
+        Pagination::Cursor { param, .. } => {
+            assert_eq!(param.location, ParamLocation::Body);
+            assert_eq!(param.name, "page.after");
+        }
+        other => panic!("expected cursor pagination, found {other:?}"),
+    }
+    let webhooks = loaded.catalog.connectors["shop"].webhooks.as_ref().unwrap();
+    assert_eq!(webhooks.routes[0].entity.as_deref(), Some("orders"));
+}
+
+#[test]
+fn body_parameter_needs_a_body() {
+    let text = SHOP.replacen("    body: { filter: {} }\n", "", 1);
+    let folder = Folder::new(&[("shop.yaml", &text)]);
+    assert_eq!(
+        folder.errors(),
+        vec![
+            "shop.yaml:13:58: entities.orders.pagination.param is placed in the body, but the request is a GET without a body; set method: POST or a body"
+        ]
+    );
+}
+
+#[test]
+fn webhook_route_entity_is_checked() {
+    let text = SHOP.replacen("entity: orders }", "entity: ordrs }", 1);
+    let folder = Folder::new(&[("shop.yaml", &text)]);
+    assert_eq!(
+        folder.errors(),
+        vec![
+            "shop.yaml:22:38: webhooks.routes: unknown entity \"ordrs\"; did you mean \"orders\"?"
+        ]
+    );
+}
+
+#[test]
+fn rename_targets_must_be_unique() {
+    let text = github_with(
+        "    pagination: { type: link_header }",
+        "    pagination: { type: link_header }\n    fields: { rename: { title: name, body: name } }",
+    );
+    let folder = Folder::new(&[("github.yaml", &text)]);
+    assert_eq!(
+        folder.errors(),
+        vec![
+            "github.yaml:17:44: fields.rename: \"title\" and \"body\" are both renamed to \"name\"; each column needs its own name"
+        ]
+    );
+}
+
+#[test]
+fn missing_required_fields_are_named() {
+    let folder = Folder::new(&[(
+        "a.yaml",
+        "kind: Connector\nhttp: { base_url: \"https://x.example\" }\nentities: {}\n",
+    )]);
+    assert_eq!(
+        folder.errors(),
+        vec!["a.yaml:1:1: missing field \"name\" in the connector"]
+    );
+    let folder = Folder::new(&[(
+        "a.yaml",
+        "kind: Connector\nname: x\nhttp: { timeout_seconds: 5 }\nentities: {}\n",
+    )]);
+    assert_eq!(
+        folder.errors(),
+        vec!["a.yaml:3:1: missing field \"base_url\" in http"]
+    );
+}

@@ -235,3 +235,73 @@ pub fn resolve_command_line_flow(
 
 /// How diagnostics about the command line name their source.
 pub const COMMAND_LINE: &str = "<command line>";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::yaml::parse_source;
+
+    const CONNECTOR: &str = "kind: Connector
+name: demo
+http: { base_url: \"https://a.example\" }
+entities:
+  items: { path: /items, records: \"$[*]\", primary_key: [id] }
+";
+
+    fn resolve(built_in_text: &str, file_text: Option<&str>) -> (Resolved, Vec<String>) {
+        let (built_in, mut found) = parse_source("<built-in>/demo.yaml", built_in_text);
+        let mut documents = Vec::new();
+        if let Some(text) = file_text {
+            let (parsed, more) = parse_source("demo.yaml", text);
+            documents = parsed;
+            found.extend(more);
+        }
+        let mut problems = Problems { list: found };
+        let resolved = resolve_documents(&built_in, &documents, &|_| None, &mut problems);
+        let shown = problems.list.iter().map(ToString::to_string).collect();
+        (resolved, shown)
+    }
+
+    #[test]
+    fn file_connector_overrides_built_in() {
+        let file_text = CONNECTOR.replace("https://a.example", "https://b.example");
+        let (resolved, problems) = resolve(CONNECTOR, Some(&file_text));
+        assert!(problems.is_empty(), "{problems:?}");
+        let warnings: Vec<String> = resolved.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            vec![
+                "demo.yaml:2:7: connector \"demo\" overrides the built-in connector of the same name"
+            ]
+        );
+        let connector = &resolved.catalog.connectors["demo"];
+        assert_eq!(connector.http.base_url.source(), "https://b.example");
+        assert_eq!(
+            connector.origin,
+            Origin::File {
+                path: "demo.yaml".to_string(),
+                line: 1
+            }
+        );
+    }
+
+    #[test]
+    fn built_in_connector_has_built_in_origin() {
+        let (resolved, problems) = resolve(CONNECTOR, None);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(resolved.catalog.connectors["demo"].origin, Origin::BuiltIn);
+    }
+
+    #[test]
+    fn built_in_problem_names_built_in_path() {
+        let broken = CONNECTOR.replace("path: /items", "path: \"{{config.x}}\"");
+        let (resolved, problems) = resolve(&broken, None);
+        assert!(resolved.catalog.connectors.is_empty());
+        assert_eq!(
+            problems,
+            vec![
+                "<built-in>/demo.yaml:5:18: {{config.x}} is not a declared config key; there are no config keys declared"
+            ]
+        );
+    }
+}
