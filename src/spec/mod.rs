@@ -40,11 +40,15 @@ pub fn load(dir: &Path) -> Result<Loaded, Vec<Diagnostic>> {
 /// Loads and resolves every file under `dir`.
 pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<Loaded, Vec<Diagnostic>> {
     if !dir.is_dir() {
+        let message = match dir.exists() {
+            true => "config folder is a file, not a folder; pass --config DIR with a folder",
+            false => "config folder not found; create it, or pass --config DIR",
+        };
         return Err(vec![Diagnostic {
             path: dir.display().to_string(),
             line: 0,
             column: 0,
-            message: "config folder not found; create it, or pass --config DIR".to_string(),
+            message: message.to_string(),
         }]);
     }
     let (files, mut problems) = yaml::discover(dir);

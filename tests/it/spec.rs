@@ -90,7 +90,8 @@ impl Folder {
         }
     }
 
-    /// Every problem as `file:line:column: message`, paths relative to the folder.
+    /// Returns every problem as `file:line:column: message`, with paths
+    /// relative to the folder.
     fn errors(&self) -> Vec<String> {
         match self.load() {
             Ok(_) => panic!("the folder loaded without problems"),
@@ -1255,4 +1256,12 @@ fn missing_required_fields_are_named() {
         folder.errors(),
         vec!["a.yaml:3:1: missing field \"base_url\" in http"]
     );
+}
+
+#[test]
+fn looping_link_is_read_once() {
+    let folder = Folder::new(&[("github.yaml", GITHUB), ("flows/issues.yaml", FLOW)]);
+    std::os::unix::fs::symlink(folder.path(), folder.path().join("flows/loop")).unwrap();
+    let loaded = folder.loaded();
+    assert_eq!(loaded.catalog.flows.len(), 1);
 }

@@ -67,12 +67,19 @@ impl<T> Parsed<T> {
 }
 
 /// Lists every `*.yaml` and `*.yml` file under `dir`, recursively, sorted.
-/// Hidden files and folders (`.git`, editor lock files) are skipped.
+/// Hidden files and folders are skipped: `.git`, editor lock files, and the
+/// `..data` folder behind a Kubernetes ConfigMap's links to its files.
 pub fn discover(dir: &Path) -> (Vec<PathBuf>, Vec<Diagnostic>) {
     let mut files = Vec::new();
     let mut problems = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
+    // Folders already listed, so a symbolic link that loops is read once.
+    let mut visited = std::collections::HashSet::new();
     while let Some(folder) = pending.pop() {
+        let canonical = std::fs::canonicalize(&folder).unwrap_or_else(|_| folder.clone());
+        if !visited.insert(canonical) {
+            continue;
+        }
         let entries = match std::fs::read_dir(&folder) {
             Ok(entries) => entries,
             Err(error) => {
