@@ -16,7 +16,7 @@ use crate::spec::plan::{Param, ParamLocation};
 use crate::spec::raw::RawParam;
 use crate::template::{Template, TemplateValue};
 
-/// Collects problems and tells whether any was found since a mark.
+/// Collects problems, and reports whether any was found since a mark.
 #[derive(Debug, Default)]
 pub struct Problems {
     pub list: Vec<Diagnostic>,
@@ -175,7 +175,7 @@ pub fn optional_json_path(
     }
 }
 
-/// Resolves `name` or `{in, name}`; a body name is a dotted path into the
+/// Resolves `name` or `{in, name}`. A body name is a dotted path into the
 /// JSON body, so neither it nor any of its parts may be empty.
 pub fn param(
     raw: &RawParam,

@@ -260,6 +260,7 @@ fn flow_config(
     for secret in secrets.iter() {
         crate::redact::register(secret);
     }
+
     let owner = format!("connector \"{}\"", connector.name);
     let naming = Naming {
         noun: "config key",
@@ -409,6 +410,7 @@ fn trigger(
             }
         },
     };
+
     if schedule_text.is_some() && every_text.is_some() {
         problems.push(site.key(
             &["every"],

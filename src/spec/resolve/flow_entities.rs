@@ -225,6 +225,7 @@ fn instantiate(
         ));
         return None;
     };
+
     let mark = problems.len();
     let (given, overrides) = split_settings(entry, template, expander, problems);
     for field in &given {
@@ -249,6 +250,7 @@ fn instantiate(
     if !problems.clean_since(mark) {
         return None;
     }
+
     let raw = merge(template, &overrides, site, problems)?;
     let entity_names: Vec<String> = connector.entities.keys().cloned().collect();
     let context = EntityContext {

@@ -161,8 +161,8 @@ pub fn resolve(
     }
 }
 
-/// Every request parameter an entity's settings place, with the path of
-/// the setting: pagination, incremental and window parameters.
+/// Lists every request parameter that an entity's pagination, incremental
+/// and window settings place, with the path of each setting.
 pub fn placed_params(raw: &RawEntity) -> Vec<(Vec<String>, Param)> {
     let mut found = Vec::new();
     let mut add = |path: &[&str], param: &RawParam| {

@@ -23,7 +23,7 @@ impl Site {
         }
     }
 
-    /// A site for the part at `relative` below this one.
+    /// Returns a site for the part at `relative` below this one.
     pub fn child(&self, relative: &[&str]) -> Site {
         Site {
             file: self.file.clone(),
@@ -38,12 +38,13 @@ impl Site {
         path
     }
 
-    /// The dotted path of `relative`, for messages: `entities.issues.path`.
+    /// Returns the dotted path of `relative` for messages, such as
+    /// `entities.issues.path`.
     pub fn dotted(&self, relative: &[&str]) -> String {
         self.path(relative).join(".")
     }
 
-    /// A diagnostic at `at`; without a position (a site with an empty
+    /// Builds a diagnostic at `at`. Without a position (a site with an empty
     /// index, such as the command line) it has no line or column.
     fn diagnostic(&self, at: Option<Position>, message: String) -> Diagnostic {
         let at = at.unwrap_or(Position { line: 0, column: 0 });
@@ -55,13 +56,15 @@ impl Site {
         }
     }
 
-    /// A problem located at the key of `relative` (or its nearest ancestor).
+    /// Builds a problem located at the key of `relative` (or its nearest
+    /// ancestor).
     pub fn key(&self, relative: &[&str], message: impl Into<String>) -> Diagnostic {
         let at = self.index.key_position(&self.path(relative));
         self.diagnostic(at, message.into())
     }
 
-    /// A problem located at the value of `relative` (or its nearest ancestor's key).
+    /// Builds a problem located at the value of `relative` (or its nearest
+    /// ancestor's key).
     pub fn value(&self, relative: &[&str], message: impl Into<String>) -> Diagnostic {
         let at = self.index.value_position(&self.path(relative));
         self.diagnostic(at, message.into())
@@ -84,8 +87,8 @@ pub enum EntitySite {
 }
 
 impl EntitySite {
-    /// Where `relative` is: the flow's own key for overridden fields; the
-    /// flow's entry, naming the template field, for the template's fields.
+    /// Places `relative`: at the flow's own key for an overridden field, else
+    /// at the flow's entry with a note naming the template's field.
     fn place(&self, relative: &[&str]) -> (Site, Vec<String>, Option<String>) {
         match self {
             EntitySite::Plain(site) => (site.clone(), owned(relative), None),
@@ -119,7 +122,7 @@ impl EntitySite {
         site.value(&path, message.into() + note.as_deref().unwrap_or_default())
     }
 
-    /// The dotted path of `relative` inside the entity, for messages.
+    /// Returns the dotted path of `relative` inside the entity, for messages.
     pub fn dotted(&self, relative: &[&str]) -> String {
         match self {
             EntitySite::Plain(site) => site.dotted(relative),

@@ -8,7 +8,7 @@ use crate::spec::plan::{SignatureScheme, WebhookPlan, WebhookRoute};
 use crate::spec::raw::{RawSignature, RawWebhooks};
 use crate::spec::suggest;
 
-/// How old a signed timestamp may be when the connector does not say.
+/// Maximum age of a signed timestamp when the connector sets no tolerance.
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
 pub fn resolve(
@@ -51,6 +51,7 @@ pub fn resolve(
             }
         }
     };
+
     let names: Vec<&str> = entity_names.iter().map(String::as_str).collect();
     let mut routes = Vec::new();
     for (i, route) in raw.routes.iter().enumerate() {
@@ -83,6 +84,7 @@ pub fn resolve(
             delete: route.delete,
         });
     }
+
     if !problems.clean_since(mark) {
         return None;
     }

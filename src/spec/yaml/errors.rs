@@ -319,7 +319,7 @@ fn untagged_fields(enum_name: &str) -> &'static [&'static str] {
     }
 }
 
-/// Finds the field that holds an untagged enum. serde_yaml reports these
+/// Finds the field that contains an untagged enum. serde_yaml reports these
 /// errors at the mapping that contains the field, so the field is the child
 /// with a matching name; a mapping or list is preferred, because a plain
 /// string matches every one of these enums.

@@ -78,19 +78,21 @@ impl PositionIndex {
         self.nodes.get(&join(path))
     }
 
-    /// The node at `path`, or at its nearest ancestor that exists.
+    /// Returns the node at `path`, or at its nearest ancestor that exists.
     pub fn nearest<S: AsRef<str>>(&self, path: &[S]) -> Option<&Node> {
         (0..=path.len())
             .rev()
             .find_map(|len| self.get(&path[..len]))
     }
 
-    /// Where the key at `path` is, or the nearest ancestor's key.
+    /// Returns the position of the key at `path`, or of the nearest
+    /// ancestor's key.
     pub fn key_position<S: AsRef<str>>(&self, path: &[S]) -> Option<Position> {
         self.nearest(path).map(|node| node.key)
     }
 
-    /// Where the value at `path` is, or the nearest ancestor's key.
+    /// Returns the position of the value at `path`, or of the nearest
+    /// ancestor's key.
     pub fn value_position<S: AsRef<str>>(&self, path: &[S]) -> Option<Position> {
         match self.get(path) {
             Some(node) => Some(node.value),
@@ -98,7 +100,7 @@ impl PositionIndex {
         }
     }
 
-    /// The text of the scalar at `path`.
+    /// Returns the text of the scalar at `path`.
     pub fn scalar<S: AsRef<str>>(&self, path: &[S]) -> Option<&str> {
         self.get(path).and_then(|node| node.scalar.as_deref())
     }
@@ -125,7 +127,7 @@ enum Frame {
     },
 }
 
-/// The start of a node, as the builder sees it.
+/// The start of a node, as the builder receives it.
 pub enum NodeStart {
     Scalar { text: String, empty: bool },
     Mapping,

@@ -3,11 +3,12 @@
 //! Each file is read twice. First yaml-rust2's event parser builds a
 //! [`PositionIndex`] per document, with every key's and value's line and
 //! column, and reads `kind`. Then serde_yaml deserializes the document into
-//! [`RawConnector`] or [`RawFlow`]. serde stops at a document's first error,
-//! so when that error lies inside one entity, template or config key of a
-//! connector, the entry is blanked out of the text (positions of the rest
-//! stay the same) and the document is read again, to report the problems of
-//! every entry at once.
+//! [`RawConnector`] or [`RawFlow`].
+//!
+//! serde stops at a document's first error. When that error lies inside one
+//! entity, template or config key of a connector, the entry is blanked out
+//! of the text, which keeps every other position, and the document is read
+//! again. So the problems of every entry are reported at once.
 
 pub mod errors;
 pub mod index;
@@ -56,7 +57,8 @@ pub struct Parsed<T> {
 }
 
 impl<T> Parsed<T> {
-    /// A document left unread because of earlier problems.
+    /// Returns what is known of a document left unread because of earlier
+    /// problems.
     fn unread(name: Option<String>) -> Parsed<T> {
         Parsed {
             raw: None,
