@@ -1265,3 +1265,15 @@ fn looping_link_is_read_once() {
     let loaded = folder.loaded();
     assert_eq!(loaded.catalog.flows.len(), 1);
 }
+
+#[test]
+fn empty_entity_settings_are_explained() {
+    let flow = format!("{FLOW}entities:\n  issues:\n  comments: {{}}\n");
+    let folder = Folder::new(&[("github.yaml", GITHUB), ("flow.yaml", &flow)]);
+    assert_eq!(
+        folder.errors(),
+        vec![
+            "flow.yaml:11:3: entities.issues must be a mapping; write issues: {} to select the entity, or issues: {template: NAME, ...}"
+        ]
+    );
+}

@@ -382,6 +382,11 @@ fn untagged(
         "SecretList" => ("a string or a list of strings", &[]),
         _ => ("one of its accepted forms", &[]),
     };
+    if enum_name == "RawFlowEntities"
+        && let Some(problem) = entity_settings_problem(index, path)
+    {
+        return problem;
+    }
     if let Some(node) = index.get(path)
         && node.kind == NodeKind::Mapping
         && !keys.is_empty()
@@ -405,6 +410,27 @@ fn untagged(
         }
     }
     (position, format!("{field} must be {forms}"))
+}
+
+/// Finds an entry of a flow's `entities` mapping whose settings are not a
+/// mapping, such as `events:` with nothing after it.
+fn entity_settings_problem(index: &PositionIndex, path: &[String]) -> Option<(Position, String)> {
+    let node = index.get(path)?;
+    if node.kind != NodeKind::Mapping {
+        return None;
+    }
+    node.keys.iter().find_map(|name| {
+        let mut entry = path.to_vec();
+        entry.push(name.clone());
+        let settings = index.get(&entry)?;
+        (settings.kind != NodeKind::Mapping).then(|| {
+            let message = format!(
+                "{}.{name} must be a mapping; write {name}: {{}} to select the entity, or {name}: {{template: NAME, ...}}",
+                field_name(path)
+            );
+            (settings.value, message)
+        })
+    })
 }
 
 /// Finds a bad `in` or a missing `name` in a `{in, name}` parameter.
