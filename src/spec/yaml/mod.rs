@@ -562,6 +562,21 @@ entities:
     }
 
     #[test]
+    fn serde_yaml_location_counts_from_file_start() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Pair {
+            c: u8,
+            d: u8,
+        }
+        let text = "c: 1\nd: 2\n---\nc: 1\nd: 2\n---\nc: 3\nd: x\n";
+        let third = serde_yaml::Deserializer::from_str(text).nth(2).unwrap();
+        let error = Pair::deserialize(third).unwrap_err();
+        let location = error.location().unwrap();
+        assert_eq!((location.line(), location.column()), (8, 4));
+    }
+
+    #[test]
     fn broken_entry_is_pruned() {
         let text = CONNECTOR.replace(
             "entities:\n",
