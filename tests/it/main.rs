@@ -7,4 +7,5 @@ mod http;
 mod incremental;
 mod pagination;
 mod records;
+mod spec;
 mod tls;
