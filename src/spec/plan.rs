@@ -15,7 +15,7 @@ use crate::template::{Template, TemplateValue};
 
 pub use super::raw::{
     ApiKeyLocation, ConfigType, DeletedRows, FieldType, HmacAlgorithm, HttpMethod, Order,
-    ParamLocation, SignatureEncoding, StatusAction, SyncMode, WebhookAction,
+    ParamLocation, ParentScope, SignatureEncoding, StatusAction, SyncMode, WebhookAction,
 };
 
 /// Every connector and flow of a config folder, built-in connectors included.
@@ -248,7 +248,8 @@ pub enum Pagination {
     },
     Relay {
         page_info: JsonPath,
-        variable: String,
+        /// The variable that receives `endCursor`.
+        variable: Param,
     },
 }
 
@@ -293,8 +294,13 @@ impl FieldsPlan {
 #[derive(Debug, Clone)]
 pub struct ParentPlan {
     pub entity: String,
+    /// Columns of the parent's table that templates read and child records get.
     pub fields: Vec<String>,
+    /// Parents whose request sequences run at once, at least 1.
     pub concurrency: u32,
+    /// Path inside a parent row to the child's first response.
+    pub embedded: Option<JsonPath>,
+    pub scope: ParentScope,
 }
 
 #[derive(Debug, Clone)]

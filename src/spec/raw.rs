@@ -204,7 +204,8 @@ pub enum HttpMethod {
 #[serde(deny_unknown_fields)]
 pub struct RawEntity {
     pub description: Option<String>,
-    /// Template joined to `http.base_url`. Required unless `graphql` is set.
+    /// Template joined to `http.base_url`. Required unless `graphql` is set,
+    /// or `parent.embedded` is set without pagination.
     pub path: Option<String>,
     /// GET by default, POST when a `body` is set.
     pub method: Option<HttpMethod>,
@@ -233,7 +234,8 @@ pub struct RawEntity {
     pub chunk: Option<RawChunk>,
     /// Ends the run with an error when reached. Default 1,000,000.
     pub max_pages: Option<u64>,
-    /// Keep `data` from a GraphQL response that also has `errors`.
+    /// Keep `data` from a GraphQL response that also has `errors`; the
+    /// errors are logged and counted instead of failing the page.
     #[serde(default)]
     pub partial_ok: bool,
     /// `full_refresh` replaces the table on each run; the flow's `mode` wins when set.
@@ -330,6 +332,7 @@ pub enum RawPagination {
         /// Parameter that receives `page_size` on every request.
         page_size_param: Option<RawParam>,
     },
+    /// GraphQL Relay connections: `endCursor` until `hasNextPage` is false.
     Relay {
         /// JSONPath to the `pageInfo` object.
         page_info: String,
@@ -355,12 +358,16 @@ pub struct RawPlacedParam {
     pub name: String,
 }
 
+/// Where a placed value goes. A bare name means `query` for a REST entity
+/// and `variables` for a GraphQL entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ParamLocation {
     Query,
     Body,
     Header,
+    /// A GraphQL variable; a dotted name reaches into an input object.
+    Variables,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -421,15 +428,34 @@ pub enum FieldType {
     String,
 }
 
+/// The entity whose rows drive a child entity: one request sequence per
+/// parent row, read from the parent's table.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawParent {
     pub entity: String,
-    /// Parent fields available as `{{parent.<field>}}` and copied onto child records.
+    /// Columns of the parent's table available as `{{parent.<field>}}` and
+    /// copied onto child records as `<parent>_<field>`.
     #[serde(default)]
     pub fields: Vec<String>,
-    /// Parents fetched at once. Default 1.
+    /// Parents whose requests run at once. Default 1.
     pub concurrency: Option<u32>,
+    /// JSONPath inside each parent row to a value read as the child's first
+    /// response (Stripe's `$.lines` list inside an invoice): its records need
+    /// no request, and the child's pagination fetches the rest when the
+    /// embedded list is truncated.
+    pub embedded: Option<String>,
+    /// `changed` (default): parents written since the child's last completed
+    /// run; `all`: every parent row on every run.
+    pub scope: Option<ParentScope>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParentScope {
+    #[default]
+    Changed,
+    All,
 }
 
 /// A change feed: a second request used once the entity has state, whose

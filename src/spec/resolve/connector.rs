@@ -66,6 +66,7 @@ pub fn resolve_connector(
     entity_names.extend(pruned_in("entities"));
     check_template_names(raw, &source.site, problems);
     check_parent_cycles(raw, &source.site, problems);
+    check_parent_tables(raw, &source.site, problems);
 
     let context = EntityContext {
         connector: &raw.name,
@@ -465,6 +466,59 @@ fn check_template_names(raw: &RawConnector, site: &Site, problems: &mut Problems
                 &["templates", name],
                 format!("template \"{name}\" has the same name as an entity of this connector; rename one of them"),
             ));
+        }
+    }
+}
+
+/// Reports children whose parent's table cannot drive them: a child reads
+/// parent rows in primary key order, and reads the fields it names from
+/// the parent's columns.
+fn check_parent_tables(raw: &RawConnector, site: &Site, problems: &mut Problems) {
+    let children = raw
+        .entities
+        .iter()
+        .map(|(name, entity)| ("entities", name, entity))
+        .chain(
+            raw.templates
+                .iter()
+                .map(|(name, entity)| ("templates", name, entity)),
+        );
+    for (section, child, entity) in children {
+        let Some(link) = &entity.parent else { continue };
+        let Some(parent) = raw.entities.get(&link.entity) else {
+            continue;
+        };
+        let keyless = parent
+            .primary_key
+            .as_ref()
+            .is_none_or(|key| key.fields().is_empty());
+        if keyless {
+            problems.push(site.value(
+                &[section, child, "parent", "entity"],
+                format!(
+                    "entity \"{}\" is the parent of \"{child}\", so it needs a primary_key: \
+                     a child reads its parents' rows in key order to resume exactly",
+                    link.entity
+                ),
+            ));
+        }
+        let excluded = parent
+            .fields
+            .as_ref()
+            .map(|fields| fields.exclude.as_slice())
+            .unwrap_or_default();
+        for (i, field) in link.fields.iter().enumerate() {
+            if excluded.contains(field) {
+                let index = i.to_string();
+                problems.push(site.value(
+                    &[section, child, "parent", "fields", &index],
+                    format!(
+                        "parent field \"{field}\" is excluded from the table of \"{}\" (fields.exclude), \
+                         so \"{child}\" cannot read it",
+                        link.entity
+                    ),
+                ));
+            }
         }
     }
 }

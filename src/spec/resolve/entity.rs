@@ -98,11 +98,29 @@ pub fn resolve_entity(
             format!("{label} sets both path and graphql; a GraphQL entity posts to http.base_url, so remove path"),
         ));
     }
+    let embedded = raw
+        .parent
+        .as_ref()
+        .is_some_and(|parent| parent.embedded.is_some());
+    let paginated = !matches!(
+        raw.pagination,
+        None | Some(crate::spec::raw::RawPagination::None)
+    );
     if raw.path.is_none() && !is_graphql && required {
-        problems.push(site.key(
-            &[],
-            format!("missing field \"path\" in {label} (or graphql, for a GraphQL API)"),
-        ));
+        if !embedded {
+            problems.push(site.key(
+                &[],
+                format!("missing field \"path\" in {label} (or graphql, for a GraphQL API)"),
+            ));
+        } else if paginated {
+            problems.push(site.key(
+                &["pagination"],
+                format!(
+                    "{label} paginates its embedded records but has no path to fetch the rest from; \
+                     add path (the request that lists the rest) or remove pagination"
+                ),
+            ));
+        }
     }
 
     let parent = raw.parent.as_ref();
@@ -132,7 +150,7 @@ pub fn resolve_entity(
         &["pagination"],
         problems,
     );
-    let incremental = incremental_plan(raw.incremental.as_ref(), site, problems);
+    let incremental = incremental_plan(raw.incremental.as_ref(), is_graphql, site, problems);
     let fields = fields_plan(raw.fields.as_ref(), primary_key.as_ref(), site, problems);
     let parent = parent_plan(name, raw, context, site, problems);
     let changes = change_feed(raw.changes.as_ref(), site, &scope, problems);
@@ -330,6 +348,7 @@ fn primary_key(
 
 fn incremental_plan(
     raw: Option<&RawIncremental>,
+    is_graphql: bool,
     site: &EntitySite,
     problems: &mut Problems,
 ) -> Option<Option<Incremental>> {
@@ -337,14 +356,16 @@ fn incremental_plan(
         return Some(None);
     };
     let mark = problems.len();
+    let bare = pagination::bare_location(is_graphql);
     if raw.cursor_field.trim().is_empty() {
         problems.push(site.value(
             &["incremental", "cursor_field"],
             "incremental.cursor_field must not be empty",
         ));
     }
-    let param = compile::optional_param(
+    let param = compile::optional_param_in(
         raw.param.as_ref(),
+        bare,
         site,
         &["incremental", "param"],
         problems,
@@ -354,14 +375,16 @@ fn incremental_plan(
         Some(window) => {
             let relative = ["incremental", "window"];
             let step = compile::duration(&window.step, site, &extend(&relative, "step"), problems);
-            let start_param = compile::optional_param(
+            let start_param = compile::optional_param_in(
                 window.start_param.as_ref(),
+                bare,
                 site,
                 &extend(&relative, "start_param"),
                 problems,
             );
-            let end_param = compile::optional_param(
+            let end_param = compile::optional_param_in(
                 window.end_param.as_ref(),
+                bare,
                 site,
                 &extend(&relative, "end_param"),
                 problems,
@@ -489,13 +512,35 @@ fn parent_plan(
             "parent.concurrency must be at least 1, found 0",
         ));
     }
-    problems.clean_since(mark).then(|| {
-        Some(ParentPlan {
-            entity: parent.entity.clone(),
-            fields: parent.fields.clone(),
-            concurrency: parent.concurrency.unwrap_or(1),
-        })
-    })
+    if raw
+        .incremental
+        .as_ref()
+        .is_some_and(|incremental| incremental.window.is_some())
+    {
+        problems.push(site.key(
+            &["incremental", "window"],
+            format!(
+                "entity \"{name}\" has a parent, and child entities cannot use incremental.window; \
+                 remove the window or filter with incremental.param"
+            ),
+        ));
+    }
+    let embedded = compile::optional_json_path(
+        parent.embedded.as_ref(),
+        site,
+        &["parent", "embedded"],
+        problems,
+    );
+    if !problems.clean_since(mark) {
+        return None;
+    }
+    Some(Some(ParentPlan {
+        entity: parent.entity.clone(),
+        fields: parent.fields.clone(),
+        concurrency: parent.concurrency.unwrap_or(1),
+        embedded: embedded?,
+        scope: parent.scope.unwrap_or_default(),
+    }))
 }
 
 fn change_feed(
@@ -637,8 +682,8 @@ fn max_pages(raw: &RawEntity, site: &EntitySite, problems: &mut Problems) -> Opt
     }
 }
 
-/// Reports parameters placed `in: body` when the request is a GET without
-/// a JSON body.
+/// Reports parameters placed `in: variables` on a REST entity, and `in:
+/// body` when the request is a GET without a JSON body.
 fn check_body_params(
     raw: &RawEntity,
     is_graphql: bool,
@@ -647,6 +692,18 @@ fn check_body_params(
     problems: &mut Problems,
 ) {
     let Some(request) = request else { return };
+    for (relative, param) in pagination::placed_params(raw) {
+        if param.location == ParamLocation::Variables && !is_graphql {
+            let relative: Vec<&str> = relative.iter().map(String::as_str).collect();
+            problems.push(site.value(
+                &relative,
+                format!(
+                    "{} is placed in the variables, which only GraphQL entities have; use in: query, body or header",
+                    site.dotted(&relative)
+                ),
+            ));
+        }
+    }
     if request.method == HttpMethod::Post || is_graphql {
         return;
     }
