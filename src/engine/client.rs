@@ -13,8 +13,9 @@ use serde_json::json;
 use url::Url;
 
 use super::auth::Auth;
+use super::graphql::Throttle;
 use super::rate_limit::{Limiter, shared_limiter};
-use super::retry::{is_retryable_status, retry_delay};
+use super::retry::{backoff, is_retryable_status, retry_after, retry_delay};
 use super::{FetchError, FetchErrorKind};
 use crate::spec::plan::{Flow, RetryPolicy, StatusAction};
 use crate::template::format_time;
@@ -269,6 +270,20 @@ impl HttpClient {
         entity: &str,
         on_status: &IndexMap<u16, StatusAction>,
     ) -> Result<Exchange, FetchError> {
+        self.execute_checked(request, entity, on_status, None).await
+    }
+
+    /// Sends `request` like [`HttpClient::execute`], and also retries a
+    /// successful response in which `throttled` finds a rate-limit refusal
+    /// (a GraphQL error inside a 200). Its wait is used unless the server
+    /// sent `Retry-After`; either is capped at `http.retry.max_wait_seconds`.
+    pub(crate) async fn execute_checked(
+        &self,
+        request: &PreparedRequest,
+        entity: &str,
+        on_status: &IndexMap<u16, StatusAction>,
+        throttled: Option<ThrottleCheck>,
+    ) -> Result<Exchange, FetchError> {
         let max_attempts = self.retry.max_attempts.max(1);
         let mut attempt = 1;
         loop {
@@ -279,6 +294,26 @@ impl HttpClient {
             let last = attempt >= max_attempts;
             match outcome {
                 Ok(exchange) => {
+                    if let Some(throttle) = throttled.and_then(|check| check(&exchange)) {
+                        if last {
+                            return Err(self.gave_up_on_throttle(request, &throttle, attempt));
+                        }
+                        let delay = throttle_delay(&self.retry, attempt, &exchange, &throttle);
+                        tracing::warn!(
+                            flow = %self.flow,
+                            entity,
+                            attempt,
+                            max_attempts,
+                            status = exchange.status.as_u16(),
+                            delay_ms = delay.as_millis() as u64,
+                            url = %self.display_url(&request.url),
+                            reason = %throttle.reason,
+                            "response reports a rate limit in its body, retrying"
+                        );
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                        continue;
+                    }
                     let status = exchange.status;
                     let listed = on_status.contains_key(&status.as_u16());
                     if listed || !is_retryable_status(status) {
@@ -430,6 +465,25 @@ impl HttpClient {
         )
     }
 
+    fn gave_up_on_throttle(
+        &self,
+        request: &PreparedRequest,
+        throttle: &Throttle,
+        attempts: u32,
+    ) -> FetchError {
+        FetchError::new(
+            FetchErrorKind::Http,
+            format!(
+                "{} {}: rate limited (the response body says: {}) after {attempts} attempts \
+                 (http.retry.max_attempts {}); try again later, lower http.rate_limit, or raise http.retry.max_attempts",
+                request.method,
+                self.display_url(&request.url),
+                throttle.reason,
+                self.retry.max_attempts
+            ),
+        )
+    }
+
     fn gave_up_on_network(
         &self,
         request: &PreparedRequest,
@@ -447,6 +501,23 @@ impl HttpClient {
                 self.retry.max_attempts
             ),
         )
+    }
+}
+
+/// Finds a rate-limit refusal in a response whose status is not one.
+pub(crate) type ThrottleCheck = fn(&Exchange) -> Option<Throttle>;
+
+/// Returns the wait before retrying a throttled response: `Retry-After`
+/// when sent, else the wait the body or headers ask for, else backoff.
+fn throttle_delay(
+    policy: &RetryPolicy,
+    attempt: u32,
+    exchange: &Exchange,
+    throttle: &Throttle,
+) -> Duration {
+    match retry_after(&exchange.headers, std::time::SystemTime::now()).or(throttle.wait) {
+        Some(wait) => wait.min(policy.max_wait),
+        None => backoff(policy, attempt),
     }
 }
 

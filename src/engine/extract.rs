@@ -31,6 +31,9 @@ pub(crate) struct Extractor {
     primary_key: Vec<String>,
     cursor_field: Option<String>,
     rules: FieldRules,
+    /// Parent values set on every record of a child entity, before the
+    /// key is checked, so `primary_key` and `fields` may name them.
+    parent_fields: Vec<(String, Value)>,
 }
 
 impl Extractor {
@@ -44,7 +47,13 @@ impl Extractor {
                 .as_ref()
                 .map(|incremental| incremental.cursor_field.clone()),
             rules: FieldRules::new(&entity.fields),
+            parent_fields: Vec::new(),
         }
+    }
+
+    /// Sets the `<parent>_<field>` values every record gets.
+    pub(crate) fn set_parent_fields(&mut self, fields: Vec<(String, Value)>) {
+        self.parent_fields = fields;
     }
 
     /// Moves the records out of `body`. `page` (1-based) locates a record
@@ -62,7 +71,7 @@ impl Extractor {
         let mut identity = DefaultHasher::new();
         let mut cursor_max = CursorMax::default();
         for (index, value) in values.into_iter().enumerate() {
-            let record = match value {
+            let mut record = match value {
                 Value::Object(map) => map,
                 other => {
                     let mut wrapped = Map::with_capacity(1);
@@ -70,6 +79,9 @@ impl Extractor {
                     wrapped
                 }
             };
+            for (name, value) in &self.parent_fields {
+                record.insert(name.clone(), value.clone());
+            }
             self.hash_identity(&record, page, index, &mut identity)?;
             if let Some(value) = self
                 .cursor_field

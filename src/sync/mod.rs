@@ -2,6 +2,7 @@
 //!
 //! - `state`: the per-entity state document (cursor, resume position).
 //! - `run`: one entity's chunk loop.
+//! - `parents`: a child entity's parent rows, read from the destination.
 //!
 //! [`run_flow`] runs the selected entities of a flow, a few at a time, each
 //! with its own destination handle. Within one process an entity never runs
@@ -9,6 +10,7 @@
 //! destination's own lock (DuckDB's file lock, PostgreSQL advisory locks)
 //! does the same.
 
+pub mod parents;
 pub mod run;
 pub mod state;
 
@@ -175,6 +177,7 @@ fn failed_report(flow: &Flow, entity: &Entity, error: RunError) -> RunReport {
         records: 0,
         pages: 0,
         requests: 0,
+        graphql_errors: 0,
         started_at: chrono::Utc::now(),
         duration_seconds: 0.0,
         error: Some(error),

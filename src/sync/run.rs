@@ -20,10 +20,14 @@ use tracing::{info, warn};
 use crate::destination::{
     Chunk, Destination, DestinationError, EntityTarget, RunOutcome, RunRecord, RunStatus, TableRef,
 };
-use crate::engine::{self, FetchContext, FetchError, HttpClient, Page, Position, Record};
+use crate::engine::{
+    self, FetchContext, FetchError, HttpClient, Page, ParentPosition, ParentSource, Position,
+    Record,
+};
 use crate::redact::redact;
-use crate::spec::plan::{DeletedRows, Entity, Flow, SyncMode};
+use crate::spec::plan::{DeletedRows, Entity, Flow, ParentScope, SyncMode};
 
+use super::parents::DestinationParents;
 use super::state::{EntityState, Resume};
 
 /// Pages that may wait between the fetch task and the writer. Four pages
@@ -54,6 +58,8 @@ pub struct Progress {
     pub pages: u64,
     pub requests: u64,
     pub bytes: u64,
+    /// GraphQL errors kept with their data (`partial_ok: true`).
+    pub graphql_errors: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,6 +80,8 @@ pub struct RunReport {
     pub records: u64,
     pub pages: u64,
     pub requests: u64,
+    /// GraphQL errors kept with their data (`partial_ok: true`).
+    pub graphql_errors: u64,
     pub started_at: DateTime<Utc>,
     pub duration_seconds: f64,
     /// Secrets already masked.
@@ -198,8 +206,18 @@ fn plan_start(
     } else {
         None
     };
+    let mut position = engine::initial_position(entity, saved, now, !use_cursor);
+    // A child reads the parents written since its last completed run,
+    // unless it reads them all (`scope: all`, `--full`, full refresh).
+    let changed_parents = entity
+        .parent
+        .as_ref()
+        .is_some_and(|parent| parent.scope == ParentScope::Changed);
+    if use_cursor && changed_parents {
+        position.parent = state.parents.clone();
+    }
     Start {
-        position: Some(engine::initial_position(entity, saved, now, !use_cursor)),
+        position: Some(position),
         resumed: false,
         run_started_at: now,
     }
@@ -225,6 +243,7 @@ pub async fn run_entity(
         records: 0,
         pages: 0,
         requests: 0,
+        graphql_errors: 0,
         started_at,
         duration_seconds: 0.0,
         error: None,
@@ -241,6 +260,13 @@ pub async fn run_entity(
     let start = plan_start(&flow, &entity, &state, options.full, started_at);
     report.resumed = start.resumed;
     let target = target_for(&flow, &entity, start.resumed);
+    let parents = match open_parents(&flow, &entity).await {
+        Ok(parents) => parents,
+        Err(error) => {
+            report.error = Some(error);
+            return finished(report, clock);
+        }
+    };
 
     let run_row = RunRecord {
         run_id: run_id.clone(),
@@ -273,6 +299,10 @@ pub async fn run_entity(
         state,
         run_started_at: start.run_started_at,
         buffer: Vec::new(),
+        last_parent: start
+            .position
+            .as_ref()
+            .and_then(|position| position.parent.clone()),
         position: start.position.clone(),
         uncommitted: false,
         opened: None,
@@ -285,6 +315,7 @@ pub async fn run_entity(
                 entity: entity.clone(),
                 client,
                 now: started_at,
+                parents,
             };
             pump(&mut writer, context, position, options, &mut report).await
         }
@@ -359,6 +390,30 @@ pub async fn run_entity(
     report
 }
 
+/// Opens the parent table of a child entity on a second destination
+/// handle; `None` for other entities.
+async fn open_parents(
+    flow: &Flow,
+    entity: &Entity,
+) -> Result<Option<Arc<dyn ParentSource>>, RunError> {
+    let Some(plan) = &entity.parent else {
+        return Ok(None);
+    };
+    let destination = crate::destination::open(&flow.destination)
+        .await
+        .map_err(|error| RunError::destination(&error))?;
+    match DestinationParents::new(flow, entity, destination) {
+        Some(parents) => Ok(Some(Arc::new(parents))),
+        None => Err(RunError::new(
+            "config",
+            format!(
+                "entity {}: parent entity {} is not an entity of connector {}",
+                entity.name, plan.entity, flow.connector.name
+            ),
+        )),
+    }
+}
+
 fn ended_kind(status: RunStatus, error: &Option<RunError>) -> Outcome {
     match (status, error) {
         (RunStatus::Succeeded, _) => Outcome::Succeeded,
@@ -429,6 +484,7 @@ async fn pump(
                 progress.records += page.records.len() as u64;
                 progress.requests += u64::from(page.requests);
                 progress.bytes += page.bytes;
+                progress.graphql_errors += u64::from(page.graphql_errors);
                 if let Some(callback) = &options.progress {
                     callback(&progress);
                 }
@@ -480,6 +536,7 @@ async fn pump(
 fn record_progress(report: &mut RunReport, progress: &Progress) {
     report.pages = progress.pages;
     report.requests = progress.requests;
+    report.graphql_errors = progress.graphql_errors;
 }
 
 async fn sleep_until_deadline(deadline: Option<Instant>) {
@@ -500,6 +557,9 @@ struct ChunkWriter<'a> {
     buffer: Vec<Record>,
     /// The request after the last page received; `None` once complete.
     position: Option<Position>,
+    /// For a child entity: the parent of the last page received, which a
+    /// completed run saves as the place the next run starts after.
+    last_parent: Option<ParentPosition>,
     /// Pages were received since the last commit.
     uncommitted: bool,
     /// When the chunk in hand received its first page.
@@ -516,6 +576,9 @@ impl ChunkWriter<'_> {
             });
         }
         self.buffer.extend(page.records);
+        if let Some(parent) = page.next.as_ref().and_then(|next| next.parent.as_ref()) {
+            self.last_parent = Some(parent.clone());
+        }
         self.position = page.next;
         self.uncommitted = true;
         self.opened.get_or_insert_with(Instant::now);
@@ -558,6 +621,11 @@ impl ChunkWriter<'_> {
                 });
             }
             self.state.resume = None;
+            if self.entity.parent.is_some()
+                && let Some(parent) = &self.last_parent
+            {
+                self.state.parents = Some(parent.finished());
+            }
         }
         self.state.to_value()
     }
