@@ -1,5 +1,5 @@
-//! The page loop of one REST entity: request, response, records, next
-//! position, until the entity is complete.
+//! The page loop of one entity (REST or GraphQL): request, response,
+//! records, next position, until the entity is complete.
 //!
 //! Every [`Page`] carries the position of the request that follows it, so
 //! "resume from the last page's `next`" sends exactly the request that was
@@ -237,7 +237,7 @@ impl PageBudget {
     }
 }
 
-/// What a page cost, for progress counters.
+/// The cost of a page, for progress counters.
 #[derive(Debug, Clone, Copy, Default)]
 struct PageCost {
     requests: u32,
@@ -575,8 +575,8 @@ impl<'a> EntityReader<'a> {
                 (next, error)
             }
             NextStep::Stuck(message) => {
-                // The saved position stays on this request: a later run
-                // asks again, and gets further once the API is fixed.
+                // The saved position stays on this request, so a later run
+                // requests it again and gets further once the API is fixed.
                 let error = FetchError::new(
                     FetchErrorKind::Response,
                     format!(

@@ -1,8 +1,9 @@
 //! GraphQL over HTTP: the request body, and what a response's `errors`
 //! mean for the page.
 //!
-//! A GraphQL API answers most failures with HTTP 200 and an `errors` list
-//! (GraphQL spec, section 7 "Response"). Three cases are told apart:
+//! A GraphQL API returns most failures with HTTP 200 and an `errors` list
+//! (the "Response" section of the GraphQL specification). Three cases are
+//! told apart:
 //! - a rate-limit refusal ([`throttle`]): retried like a 429;
 //! - errors with `data` on an entity with `partial_ok: true`: the data is
 //!   kept and the errors are logged and counted;
@@ -28,9 +29,9 @@ const ERRORS_QUOTED: usize = 5;
 
 /// The JSON body of a GraphQL request.
 ///
-/// graphql_client's `QueryBody` holds the query as `&'static str` and
+/// graphql_client's `QueryBody` stores the query as `&'static str` and
 /// always sends `operationName`, which suits queries compiled into a
-/// program; these queries come from spec files and may be anonymous.
+/// program. These queries come from spec files and may be anonymous.
 #[derive(serde::Serialize)]
 struct RequestBody<'a> {
     query: &'a str,
@@ -88,9 +89,8 @@ impl ResponseErrors {
     }
 }
 
-/// Reads the `errors` of a response body; a body that is not a GraphQL
-/// response (not an object, or errors without messages) is an error
-/// naming what is wrong.
+/// Reads the `errors` of a response body. A body that is not a GraphQL
+/// response (not an object, or errors without messages) is an error.
 pub(crate) fn read_errors(body: &Value) -> Result<ResponseErrors, String> {
     if !body.is_object() {
         return Err(format!(
@@ -132,7 +132,7 @@ fn describe_error(error: &graphql_client::Error) -> String {
 pub(crate) struct Throttle {
     /// The refusing error's message, for logs.
     pub reason: String,
-    /// The wait the response asks for, when it says.
+    /// The wait the response requests, when it names one.
     pub wait: Option<Duration>,
 }
 

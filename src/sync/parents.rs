@@ -1,8 +1,8 @@
 //! A child entity's parent rows, read from the parent's table in the
 //! destination.
 //!
-//! The rows come through a second destination handle, so reading parents
-//! never waits for the chunk the run's own handle is writing.
+//! The rows come through a second destination handle, because the run's
+//! own handle is busy writing the child's chunks.
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;

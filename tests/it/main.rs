@@ -3,9 +3,12 @@
 mod support;
 
 mod auth;
+mod children;
+mod graphql;
 mod http;
 mod incremental;
 mod pagination;
 mod records;
 mod spec;
+mod spec_children;
 mod tls;
