@@ -73,7 +73,7 @@ impl ColumnKind {
     }
 }
 
-/// What a backend's numeric types can hold.
+/// The range of a backend's numeric types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NumericLimits {
     /// Whether a 128-bit integer type exists (DuckDB HUGEINT).
@@ -109,7 +109,7 @@ impl ColumnType {
     }
 }
 
-/// What one non-null value needs from its column.
+/// The column type one non-null value needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observation {
     Boolean,
@@ -183,6 +183,9 @@ pub fn observe(value: &Value, declared: Option<FieldType>) -> Option<Observation
 fn observe_undeclared(value: &Value) -> Observation {
     match value {
         Value::Bool(_) => Observation::Boolean,
+        Value::Number(number) if is_small_integer(number.as_str()) => {
+            Observation::Number(small_integer_facts(number.as_str()))
+        }
         Value::Number(number) => match ExactNumber::parse(number.as_str()) {
             Some(number) => Observation::Number(NumberFacts::of(&number)),
             // serde_json only produces JSON number syntax; text keeps it anyway.
@@ -194,7 +197,34 @@ fn observe_undeclared(value: &Value) -> Observation {
     }
 }
 
-/// A number's text, or a string's under a declaration that reads numbers.
+/// Up to 15 digits: within i64 and within 2^53, so a double represents it.
+const SMALL_INTEGER_DIGITS: usize = 15;
+
+/// Recognizes the most common number, a short integer, without the
+/// allocation of a full parse.
+fn is_small_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty()
+        && digits.len() <= SMALL_INTEGER_DIGITS
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+}
+
+fn small_integer_facts(text: &str) -> NumberFacts {
+    let digits = text.trim_start_matches('-');
+    NumberFacts {
+        integer_width: Some(IntegerWidth::I64),
+        integer_digits: if digits == "0" {
+            0
+        } else {
+            digits.len() as u32
+        },
+        scale: 0,
+        double_exact: true,
+    }
+}
+
+/// Returns a number's text, or a string's under a declaration that reads numbers.
 pub(super) fn numeric_text(value: &Value) -> Option<&str> {
     match value {
         Value::Number(number) => Some(number.as_str()),
@@ -203,7 +233,7 @@ pub(super) fn numeric_text(value: &Value) -> Option<&str> {
     }
 }
 
-/// The type of a column seen for the first time with this value.
+/// Returns the type of a column seen for the first time with this value.
 pub fn initial_type(observation: &Observation, limits: NumericLimits) -> ColumnType {
     match observation {
         Observation::Boolean => ColumnType::new(ColumnKind::Boolean),
@@ -216,7 +246,8 @@ pub fn initial_type(observation: &Observation, limits: NumericLimits) -> ColumnT
     }
 }
 
-/// The narrowest type that holds everything `column` holds and the value.
+/// Returns the narrowest type that stores every value `column` has seen and
+/// this one exactly.
 pub fn widen(column: ColumnType, observation: &Observation, limits: NumericLimits) -> ColumnType {
     let kind = column.kind;
     match observation {
@@ -232,7 +263,7 @@ pub fn widen(column: ColumnType, observation: &Observation, limits: NumericLimit
         Observation::Timestamp if kind == ColumnKind::Timestamp => column,
         Observation::Date if kind == ColumnKind::Date => column,
         Observation::Text if kind == ColumnKind::Text => column,
-        // Every other mix: text holds any scalar's spelling.
+        // Every other mix: text keeps any scalar's spelling.
         _ => ColumnType::new(ColumnKind::Text),
     }
 }
@@ -445,6 +476,19 @@ mod tests {
         assert_eq!(text.kind, ColumnKind::Text);
         let date = infer(&[json!("2024-01-01")], Some(FieldType::Date), DUCKDB);
         assert_eq!(date.kind, ColumnKind::Date);
+    }
+
+    #[test]
+    fn small_integer_fast_path_matches_full_parse() {
+        for text in ["0", "-0", "7", "-42", "123456789012345", "-999999999999999"] {
+            let fast = small_integer_facts(text);
+            let full = NumberFacts::of(&ExactNumber::parse(text).unwrap());
+            assert!(is_small_integer(text), "{text}");
+            assert_eq!(fast, full, "{text}");
+        }
+        for text in ["1234567890123456", "01", "1.0", "1e3", "-", ""] {
+            assert!(!is_small_integer(text), "{text}");
+        }
     }
 
     #[test]
