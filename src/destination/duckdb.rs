@@ -145,6 +145,9 @@ pub(crate) struct StepError {
 pub(crate) type StepResult<T> = Result<T, StepError>;
 
 impl StepError {
+    /// NOTE: DuckDB's own message is kept as it is. The load path avoids
+    /// the errors that quote a value (casts are widened first, keys are
+    /// deduplicated), but a constraint a person added may still quote one.
     fn duckdb(step: Step, error: duckdb::Error) -> StepError {
         StepError {
             step,

@@ -189,15 +189,18 @@ pub fn tracked_columns(
         let kind: String = row.get(2)?;
         let integer_digits: i32 = row.get(3)?;
         let scale: i32 = row.get(4)?;
+        let double_exact: bool = row.get(5)?;
+        let field: String = row.get(0)?;
+        let column: String = row.get(1)?;
         let column_type = ColumnKind::parse(&kind).map(|kind| ColumnType {
             kind,
             integer_digits: integer_digits.max(0) as u32,
             scale: scale.max(0) as u32,
-            double_exact: row.get(5).unwrap_or(false),
+            double_exact,
         });
         Ok(column_type.map(|column_type| TrackedColumn {
-            field: row.get(0).unwrap_or_default(),
-            column: row.get(1).unwrap_or_default(),
+            field,
+            column,
             column_type,
         }))
     })?;
