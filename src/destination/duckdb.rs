@@ -38,12 +38,14 @@ impl DuckDbDestination {
     /// The directory must exist. A file locked by another process is
     /// [`DestinationError::Locked`].
     pub fn open(path: &str) -> Result<DuckDbDestination, DestinationError> {
-        let session = registry::connect(path)?;
-        bookkeeping::create_schema(&session.connection).map_err(|error| {
+        let mut session = registry::connect(path)?;
+        let (writer, connection, _) = session.borrow(true);
+        bookkeeping::create_schema(connection).map_err(|error| {
             DestinationError::Connect(format!(
                 "duckdb://{path}: creating schema _ferry failed: {error}"
             ))
         })?;
+        drop(writer);
         Ok(DuckDbDestination {
             path: path.to_string(),
             session: Arc::new(Mutex::new(session)),
@@ -62,8 +64,9 @@ impl DuckDbDestination {
         })
     }
 
-    /// Runs `work` on a blocking thread with this destination's connection.
-    async fn blocking<T, F>(&self, work: F) -> Result<T, DestinationError>
+    /// Runs `work` on a blocking thread with this destination's connection,
+    /// after the file's other write transactions when `access` is `Write`.
+    async fn blocking<T, F>(&self, access: Access, work: F) -> Result<T, DestinationError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection, &str) -> Result<T, DestinationError> + Send + 'static,
@@ -71,8 +74,8 @@ impl DuckDbDestination {
         let session = Arc::clone(&self.session);
         let task = tokio::task::spawn_blocking(move || {
             let mut session = session.lock().unwrap_or_else(PoisonError::into_inner);
-            let session = &mut *session;
-            work(&mut session.connection, &session.catalog)
+            let (_writer, connection, catalog) = session.borrow(access == Access::Write);
+            work(connection, catalog)
         });
         task.await.map_err(|error| {
             DestinationError::Write(format!(
@@ -85,6 +88,13 @@ impl DuckDbDestination {
     fn url(&self) -> String {
         format!("duckdb://{}", self.path)
     }
+}
+
+/// Whether a call writes, and so waits for the file's writer lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
 }
 
 /// The statement kinds a write is made of, named in error messages.
@@ -212,7 +222,7 @@ impl Destination for DuckDbDestination {
         entity: &str,
     ) -> Result<Option<Value>, DestinationError> {
         let (url, flow, entity) = (self.url(), flow.to_string(), entity.to_string());
-        self.blocking(move |connection, _| {
+        self.blocking(Access::Read, move |connection, _| {
             bookkeeping::read_state(connection, &flow, &entity).map_err(|error| {
                 state_error(
                     &url,
@@ -232,7 +242,7 @@ impl Destination for DuckDbDestination {
     ) -> Result<(), DestinationError> {
         let (url, flow, entity) = (self.url(), flow.to_string(), entity.to_string());
         let state = state.cloned();
-        self.blocking(move |connection, _| {
+        self.blocking(Access::Write, move |connection, _| {
             let result = match &state {
                 Some(state) => {
                     bookkeeping::upsert_state(connection, &flow, &entity, state, &Utc::now())
@@ -252,7 +262,7 @@ impl Destination for DuckDbDestination {
 
     async fn list_state(&mut self, flow: Option<&str>) -> Result<Vec<StateRow>, DestinationError> {
         let (url, flow) = (self.url(), flow.map(str::to_string));
-        self.blocking(move |connection, _| {
+        self.blocking(Access::Read, move |connection, _| {
             bookkeeping::list_state(connection, flow.as_deref())
                 .map_err(|error| state_error(&url, "listing _ferry.state", error))
         })
@@ -265,7 +275,7 @@ impl Destination for DuckDbDestination {
         run: &RunRecord,
     ) -> Result<(), DestinationError> {
         let (url, target, run) = (self.url(), target.clone(), run.clone());
-        self.blocking(move |connection, catalog| {
+        self.blocking(Access::Write, move |connection, catalog| {
             begin_run(connection, catalog, &target, &run)
                 .map_err(|error| error.into_destination_error(&url, &target.table.to_string()))
         })
@@ -279,7 +289,7 @@ impl Destination for DuckDbDestination {
         chunk: Chunk,
     ) -> Result<(), DestinationError> {
         let (url, target, run_id) = (self.url(), target.clone(), run_id.to_string());
-        self.blocking(move |connection, catalog| {
+        self.blocking(Access::Write, move |connection, catalog| {
             write_chunk(connection, catalog, &target, &run_id, &chunk).map_err(|error| {
                 error.into_destination_error(&url, &write_table(&target).to_string())
             })
@@ -294,7 +304,7 @@ impl Destination for DuckDbDestination {
         outcome: RunOutcome,
     ) -> Result<(), DestinationError> {
         let (url, target, run_id) = (self.url(), target.clone(), run_id.to_string());
-        self.blocking(move |connection, catalog| {
+        self.blocking(Access::Write, move |connection, catalog| {
             finish_run(connection, catalog, &target, &run_id, &outcome)
                 .map_err(|error| error.into_destination_error(&url, &target.table.to_string()))
         })
@@ -307,7 +317,7 @@ impl Destination for DuckDbDestination {
         limit: usize,
     ) -> Result<Vec<RunRecord>, DestinationError> {
         let (url, flow) = (self.url(), flow.map(str::to_string));
-        self.blocking(move |connection, _| {
+        self.blocking(Access::Read, move |connection, _| {
             bookkeeping::list_runs(connection, flow.as_deref(), limit)
                 .map_err(|error| state_error(&url, "listing _ferry.runs", error))
         })
@@ -316,7 +326,7 @@ impl Destination for DuckDbDestination {
 
     async fn columns(&mut self, table: &TableRef) -> Result<Vec<ColumnInfo>, DestinationError> {
         let (url, table) = (self.url(), table.clone());
-        self.blocking(move |connection, _| {
+        self.blocking(Access::Read, move |connection, _| {
             column_infos(connection, &table).map_err(|error| {
                 state_error(&url, &format!("reading the columns of {table}"), error)
             })

@@ -165,6 +165,7 @@ contract_tests!(
         deletions_mark_rows,
         runs_are_recorded,
         second_destination_sees_writes,
+        entities_write_concurrently,
     ]
 );
 
@@ -1338,6 +1339,30 @@ async fn second_destination_sees_writes(backend: &dyn Backend) {
     let state = second.read_state("flow", "items").await.unwrap();
     assert_eq!(state, Some(json!({"done": true})));
     assert_eq!(count_rows(backend, r#""two"."items""#).await, 2);
+}
+
+async fn entities_write_concurrently(backend: &dyn Backend) {
+    // Two entities of one flow, each with its own destination value, create
+    // tables in one new schema and commit chunks at the same time.
+    let mut handles = Vec::new();
+    for entity in ["customers", "invoices", "charges"] {
+        let mut destination = backend.open().await;
+        let target = target("conc", entity, &["id"]);
+        handles.push(async move {
+            for round in 0..5 {
+                let records = format!(r#"[{{"id": {round}, "round{round}": {round}}}]"#);
+                sync(destination.as_mut(), &target, &[&records]).await;
+            }
+        });
+    }
+    futures::future::join_all(handles).await;
+
+    for entity in ["customers", "invoices", "charges"] {
+        assert_eq!(
+            count_rows(backend, &format!(r#""conc"."{entity}""#)).await,
+            5
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

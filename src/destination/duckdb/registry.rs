@@ -3,10 +3,15 @@
 //! DuckDB lets one process write a file, and opening the same file a
 //! second time in that process fails, so every destination for a file gets
 //! a clone of one connection, which shares the database instance.
+//!
+//! Write transactions on one file take turns (the writer lock). DuckDB
+//! runs concurrent transactions, but two that change the catalog at once
+//! fail: two entities creating tables in one new schema get "Catalog
+//! write-write conflict on create".
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
 use duckdb::{Config, Connection};
 
@@ -14,18 +19,40 @@ use crate::destination::DestinationError;
 
 /// Open databases by canonical path. Entries are weak so the file closes
 /// (and its lock is released) once the last destination using it is gone.
-static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<Connection>>>>> =
+static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<SharedDatabase>>>> =
     LazyLock::new(Mutex::default);
 
-/// A connection of its own, plus the first connection to the file, which
-/// keeps the registry entry alive while this one is in use (a cancelled
+/// What every destination of one file shares.
+struct SharedDatabase {
+    /// The first connection, which new sessions clone.
+    root: Mutex<Connection>,
+    /// Held for the length of each write transaction.
+    writer: Mutex<()>,
+}
+
+/// A connection of its own, plus the file's shared state, which keeps
+/// the registry entry alive while this session is in use (a cancelled
 /// call can leave it running on a blocking thread after its destination
 /// is dropped).
 pub struct Session {
     pub connection: Connection,
     /// The database's catalog name (the file name without `.duckdb`).
     pub catalog: String,
-    _root: Arc<Mutex<Connection>>,
+    shared: Arc<SharedDatabase>,
+}
+
+impl Session {
+    /// Lends the connection and the catalog name, first waiting for the
+    /// file's other write transactions to end when `write` is set.
+    pub fn borrow(&mut self, write: bool) -> (Option<MutexGuard<'_, ()>>, &mut Connection, &str) {
+        let writer = write.then(|| {
+            self.shared
+                .writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        });
+        (writer, &mut self.connection, &self.catalog)
+    }
 }
 
 /// Opens `path`, or shares the database another destination opened.
@@ -33,19 +60,23 @@ pub fn connect(path: &str) -> Result<Session, DestinationError> {
     let key = canonical_path(path)?;
     let mut open = OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
 
-    let root = match open.get(&key).and_then(Weak::upgrade) {
-        Some(root) => root,
+    let shared = match open.get(&key).and_then(Weak::upgrade) {
+        Some(shared) => shared,
         None => {
             let connection = Connection::open_with_flags(&key, offline_config(path)?)
                 .map_err(|error| open_error(path, error))?;
-            let root = Arc::new(Mutex::new(connection));
-            open.insert(key.clone(), Arc::downgrade(&root));
-            root
+            let shared = Arc::new(SharedDatabase {
+                root: Mutex::new(connection),
+                writer: Mutex::new(()),
+            });
+            open.insert(key.clone(), Arc::downgrade(&shared));
+            shared
         }
     };
     open.retain(|_, entry| entry.strong_count() > 0);
 
-    let connection = root
+    let connection = shared
+        .root
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .try_clone()
@@ -56,7 +87,7 @@ pub fn connect(path: &str) -> Result<Session, DestinationError> {
     Ok(Session {
         connection,
         catalog,
-        _root: root,
+        shared,
     })
 }
 
