@@ -4,6 +4,8 @@ mod support;
 
 mod auth;
 mod children;
+mod cli;
+mod destination;
 mod graphql;
 mod http;
 mod incremental;
@@ -11,4 +13,5 @@ mod pagination;
 mod records;
 mod spec;
 mod spec_children;
+mod sync;
 mod tls;
