@@ -6,6 +6,7 @@ mod auth;
 mod children;
 mod cli;
 mod destination;
+mod destination_rows;
 mod graphql;
 mod http;
 mod incremental;
