@@ -359,7 +359,10 @@ impl<'a> EntityReader<'a> {
         let exchange = self
             .client
             .execute_checked(&request, &entity.name, &entity.on_status, throttled)
-            .await?;
+            .await
+            .map_err(|error| {
+                FetchError::new(error.kind, format!("{}: {}", self.label, error.message))
+            })?;
         let url = self.client.display_url(&request.url);
         tracing::debug!(
             flow = %self.flow.name,

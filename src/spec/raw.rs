@@ -205,7 +205,8 @@ pub enum HttpMethod {
 pub struct RawEntity {
     pub description: Option<String>,
     /// Template joined to `http.base_url`. Required unless `graphql` is set,
-    /// or `parent.embedded` is set without pagination.
+    /// or `parent.embedded` is set without pagination. A GraphQL entity
+    /// posts to `http.base_url` itself unless it sets a path.
     pub path: Option<String>,
     /// GET by default, POST when a `body` is set.
     pub method: Option<HttpMethod>,

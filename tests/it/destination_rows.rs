@@ -278,7 +278,7 @@ async fn values_read_back_exactly(backend: &dyn Backend) {
         "memo": null
     });
     // A field that is only ever null gets no column, so another record
-    // gives `memo` one; the NULL cell of the first then reads as null.
+    // gives `memo` one. The NULL cell of the first then reads as null.
     let other = json!({"id": "in_2", "memo": "paid by check"});
     write(
         destination.as_mut(),

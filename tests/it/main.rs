@@ -7,6 +7,7 @@ mod children;
 mod cli;
 mod destination;
 mod destination_rows;
+mod github;
 mod graphql;
 mod http;
 mod incremental;

@@ -3,8 +3,8 @@
 //!
 //! DuckDB renders each row's keys and fields as JSON text (`json_array`,
 //! `json_object`), so every column type comes back as the JSON value it
-//! was written from: JSON columns as objects and arrays, HUGEINT and
-//! DECIMAL as exact numbers (serde_json keeps their digits).
+//! was written from. JSON columns return as objects and arrays, and
+//! HUGEINT and DECIMAL as exact numbers, whose digits serde_json keeps.
 
 use chrono::{DateTime, Utc};
 use duckdb::Connection;

@@ -91,13 +91,9 @@ pub fn resolve_entity(
             format!("parameters are only allowed in templates; move {label} under templates or remove its parameters"),
         ));
     }
+    // A GraphQL entity posts to `http.base_url`, or to `path` under it when
+    // one connector serves REST and GraphQL (GitHub's `/graphql`).
     let is_graphql = raw.graphql.is_some();
-    if raw.path.is_some() && is_graphql {
-        problems.push(site.key(
-            &["graphql"],
-            format!("{label} sets both path and graphql; a GraphQL entity posts to http.base_url, so remove path"),
-        ));
-    }
     let embedded = raw
         .parent
         .as_ref()

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod duck;
+pub mod github;
 pub mod plan;
 
 use std::sync::Arc;
