@@ -9,6 +9,7 @@ mod destination;
 mod destination_rows;
 mod github;
 mod graphql;
+mod graphql_server;
 mod http;
 mod incremental;
 mod pagination;

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod duck;
 pub mod github;
+pub mod graphql_server;
 pub mod plan;
 
 use std::sync::Arc;
