@@ -610,6 +610,54 @@ async fn cursor_pagination_on_a_plain_field() {
 }
 
 #[tokio::test]
+async fn page_number_pagination_through_variables() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(move |request: &Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap();
+            let page = body["variables"]["page"].as_u64().unwrap_or(0);
+            let items: Vec<Value> = match page {
+                0 => vec![json!({"id": 1}), json!({"id": 2})],
+                1 => vec![json!({"id": 3})],
+                _ => vec![],
+            };
+            json_response(json!({"data": {"allItems": items}}))
+        })
+        .mount(&server)
+        .await;
+    let mut items = issues();
+    items.graphql.as_mut().unwrap().variables = None;
+    items.records = RecordsPlan::Path(jsonpath("$.data.allItems[*]"));
+    items.pagination = Pagination::PageNumber {
+        param: variable("page"),
+        start: 0,
+        total_pages: None,
+        stop_on_short_page: true,
+        page_size: Some(2),
+        page_size_param: Some(variable("perPage")),
+    };
+    let items = Arc::new(items);
+    let flow = test_flow(connector(&server.uri()), &items, config());
+
+    let outcome = run(&flow, &items, Position::default()).await;
+
+    outcome.assert_ok();
+    let variables: Vec<Value> = bodies(&server)
+        .await
+        .into_iter()
+        .map(|body| body["variables"].clone())
+        .collect();
+    assert_eq!(
+        variables,
+        vec![
+            json!({"page": 0, "perPage": 2}),
+            json!({"page": 1, "perPage": 2})
+        ]
+    );
+    assert_eq!(outcome.ids(), vec![json!(1), json!(2), json!(3)]);
+}
+
+#[tokio::test]
 async fn variables_must_render_to_a_mapping() {
     let server = serve_by_after(vec![]).await;
     let mut broken = issues();

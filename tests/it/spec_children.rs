@@ -110,6 +110,20 @@ fn relay_variable_may_be_renamed_and_cursor_uses_variables() {
 }
 
 #[test]
+fn url_pagination_on_graphql_is_rejected() {
+    let text = api_with(
+        "pagination: { type: relay, page_info: \"$.data.issues.pageInfo\" }",
+        "pagination: { type: link_header }",
+    );
+    assert_eq!(
+        errors(&[("api.yaml", &text)]),
+        vec![
+            "api.yaml:13:25: entities.issues.pagination.type link_header is for REST APIs: a GraphQL entity posts its query, so its pages come from variables; use relay, cursor, offset or page_number"
+        ]
+    );
+}
+
+#[test]
 fn variables_on_rest_entity_are_rejected() {
     let text = api_with(
         "    path: /v1/invoices\n",

@@ -21,6 +21,20 @@ pub fn resolve(
     let at = |field: &'static str| extend(relative, field);
     let field = |name: &str| format!("{}.{name}", site.dotted(relative));
     let bare = bare_location(is_graphql);
+    let url_type = match raw {
+        RawPagination::LinkHeader => Some("link_header"),
+        RawPagination::NextUrl { .. } => Some("next_url"),
+        _ => None,
+    };
+    if let (true, Some(url_type)) = (is_graphql, url_type) {
+        let message = format!(
+            "{} {url_type} is for REST APIs: a GraphQL entity posts its query, so its pages come from variables; \
+             use relay, cursor, offset or page_number",
+            field("type")
+        );
+        problems.push(site.value(&at("type"), message));
+        return None;
+    }
     match raw {
         RawPagination::None => Some(Pagination::None),
         RawPagination::LinkHeader => Some(Pagination::LinkHeader),
