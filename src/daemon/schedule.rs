@@ -1,0 +1,155 @@
+//! When a flow runs next, and whether a run was missed while ferry was down.
+//!
+//! A run counts as missed when a tick of the flow's trigger fell between
+//! the start of its latest recorded run (`_ferry.runs.started_at`, read
+//! from the destination) and now. A flow with no recorded run at all counts
+//! as missed too, so a new flow fills its tables at once instead of
+//! waiting for its first tick. Either way it runs once, not once per
+//! missed tick.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::spec::plan::Trigger;
+
+/// The wall clock the scheduler reads. Tests use a clock that follows
+/// tokio's paused time, so cron ticks can be checked without waiting.
+#[derive(Debug, Clone, Copy)]
+pub enum Clock {
+    System,
+    /// `start` plus the tokio time elapsed since `origin`.
+    Tokio {
+        start: DateTime<Utc>,
+        origin: tokio::time::Instant,
+    },
+}
+
+impl Clock {
+    /// A clock that reads `start` now and advances with tokio's time.
+    pub fn tokio_from(start: DateTime<Utc>) -> Clock {
+        Clock::Tokio {
+            start,
+            origin: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Clock::System => Utc::now(),
+            Clock::Tokio { start, origin } => {
+                let elapsed =
+                    chrono::Duration::from_std(origin.elapsed()).unwrap_or(chrono::Duration::MAX);
+                *start + elapsed
+            }
+        }
+    }
+
+    /// The tokio instant at which this clock reads `at`.
+    pub fn instant_at(&self, at: DateTime<Utc>) -> tokio::time::Instant {
+        let wait = (at - self.now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::time::Instant::now() + wait
+    }
+}
+
+/// The first tick strictly after `after`; `None` when a cron expression
+/// has no future time.
+pub fn next_tick(
+    trigger: &Trigger,
+    after: DateTime<Utc>,
+    last_started: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    match trigger {
+        Trigger::Cron {
+            schedule, timezone, ..
+        } => schedule
+            .after(&after.with_timezone(timezone))
+            .next()
+            .map(|tick| tick.with_timezone(&Utc)),
+        Trigger::Every(interval) => {
+            let interval = chrono::Duration::from_std(*interval).ok()?;
+            // Keep the rhythm of the last run where there is one.
+            match last_started {
+                Some(last) if last + interval > after => Some(last + interval),
+                _ => Some(after + interval),
+            }
+        }
+    }
+}
+
+/// True when a tick fell after `last_started` and no later than `now`, or
+/// when the flow never ran.
+pub fn missed(trigger: &Trigger, last_started: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    let Some(last) = last_started else {
+        return true;
+    };
+    match trigger {
+        Trigger::Cron { .. } => next_tick(trigger, last, None).is_some_and(|tick| tick <= now),
+        Trigger::Every(interval) => chrono::Duration::from_std(*interval)
+            .map(|interval| last + interval <= now)
+            .unwrap_or(false),
+    }
+}
+
+/// The trigger as written, for `/flows` and logs.
+pub fn describe(trigger: &Trigger) -> String {
+    match trigger {
+        Trigger::Cron {
+            expression,
+            timezone,
+            ..
+        } => format!("cron {expression:?} ({timezone})"),
+        Trigger::Every(interval) => format!("every {}", humantime::format_duration(*interval)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn cron(expression: &str, zone: &str) -> Trigger {
+        Trigger::Cron {
+            expression: expression.to_string(),
+            schedule: Box::new(cron::Schedule::from_str(expression).unwrap()),
+            timezone: zone.parse().unwrap(),
+        }
+    }
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn cron_next_tick_honours_timezone() {
+        // 09:00 in New York in January is 14:00 UTC.
+        let trigger = cron("0 0 9 * * *", "America/New_York");
+        let next = next_tick(&trigger, utc("2024-01-10T12:00:00Z"), None);
+        assert_eq!(next, Some(utc("2024-01-10T14:00:00Z")));
+    }
+
+    #[test]
+    fn cron_missed_only_when_tick_passed() {
+        let trigger = cron("0 0 * * * *", "UTC");
+        let now = utc("2024-01-10T12:30:00Z");
+        assert!(missed(&trigger, Some(utc("2024-01-10T11:59:00Z")), now));
+        assert!(!missed(&trigger, Some(utc("2024-01-10T12:00:00Z")), now));
+        assert!(missed(&trigger, None, now));
+    }
+
+    #[test]
+    fn every_keeps_rhythm_of_last_run() {
+        let trigger = Trigger::Every(Duration::from_secs(3600));
+        let now = utc("2024-01-10T12:30:00Z");
+        let last = utc("2024-01-10T12:10:00Z");
+        assert!(!missed(&trigger, Some(last), now));
+        assert_eq!(
+            next_tick(&trigger, now, Some(last)),
+            Some(utc("2024-01-10T13:10:00Z"))
+        );
+        assert_eq!(
+            next_tick(&trigger, now, None),
+            Some(utc("2024-01-10T13:30:00Z"))
+        );
+    }
+}
