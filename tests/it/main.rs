@@ -3,9 +3,11 @@
 mod support;
 
 mod auth;
+mod daemon_support;
 mod http;
 mod incremental;
 mod pagination;
 mod records;
+mod scheduler;
 mod spec;
 mod tls;

@@ -1,0 +1,218 @@
+//! Helpers for daemon tests: config files for a small loopback API, a
+//! `ferry run` child process, and HTTP calls to it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferry::spec::plan::Catalog;
+
+/// A connector for the loopback "shop" API: `GET /customers?after=<id>`
+/// returns `{"data": [...], "next": "<id>"|null}`; webhooks are signed the
+/// way `signature` names (`stripe` or `close`).
+pub fn shop_connector(signature: &str) -> String {
+    format!(
+        r#"kind: Connector
+name: shop
+config:
+  base_url: {{ type: string }}
+http:
+  base_url: "{{{{config.base_url}}}}"
+  retry: {{ max_attempts: 1 }}
+entities:
+  customers:
+    path: /customers
+    records: "$.data[*]"
+    primary_key: [id]
+    pagination: {{ type: cursor, cursor: "$.next", param: after }}
+    chunk: {{ records: 2, seconds: 60 }}
+  invoices:
+    path: /invoices
+    records: "$.data[*]"
+    primary_key: [id]
+webhooks:
+  signature: {{ type: {signature} }}
+  id: "$.id"
+  type: "$.type"
+  object: "$.data.object"
+  occurred_at: "$.created"
+  routes:
+    - {{ events: ["customer.deleted"], entity: customers, delete: true }}
+    - {{ events: ["customer.*"], entity: customers }}
+"#
+    )
+}
+
+/// A flow of the shop connector into `duckdb://<db>`.
+pub fn shop_flow(name: &str, base_url: &str, db: &Path, extra: &str) -> String {
+    format!(
+        "kind: Flow\nname: {name}\nsource:\n  connector: shop\n  config:\n    base_url: \"{base_url}\"\ndestination: \"duckdb://{}\"\nschema: shop\nentities: [customers]\n{extra}",
+        db.display()
+    )
+}
+
+pub fn write(folder: &Path, name: &str, text: &str) -> PathBuf {
+    let path = folder.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Loads a folder with an empty environment, panicking with the located
+/// errors when it is invalid.
+pub fn load(folder: &Path) -> Catalog {
+    match ferry::spec::load_with_env(folder, &|_| None) {
+        Ok(loaded) => loaded.catalog,
+        Err(diagnostics) => panic!(
+            "config invalid:\n{}",
+            diagnostics
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `ferry run` child process and its collected stderr.
+pub struct Daemon {
+    pub child: Child,
+    pub base: String,
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Starts `ferry run` on `folder` and waits until `/healthz` answers.
+    pub fn start(folder: &Path, env: &[(&str, &str)]) -> Daemon {
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command
+            .args(["run", "--config"])
+            .arg(folder)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("FERRY_RELOAD_DEBOUNCE_MS", "200")
+            .env("FERRY_RETRY_DELAY_SECONDS", "1")
+            .env_remove("FERRY_API_TOKEN")
+            .env_remove("FERRY_LOG_FORMAT")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start ferry run");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let daemon = Daemon {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            logs,
+        };
+        daemon.wait_for(Duration::from_secs(20), "/healthz answers", || {
+            get(&format!("{}/healthz", daemon.base)).is_some_and(|(status, _)| status == 200)
+        });
+        daemon
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Polls `check` every 50 ms until it holds, or panics with the logs.
+    pub fn wait_for(&self, limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if check() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out waiting until {what}; daemon logs:\n{}",
+            self.logs()
+        );
+    }
+
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = get(&format!("{}{path}", self.base)).expect("daemon answers");
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("daemon did not exit; logs:\n{}", self.logs());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking GET with a short timeout: status and body, or `None` when
+/// nothing answers.
+pub fn get(url: &str) -> Option<(u16, String)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
+    })
+}
+
+/// Flow names in `/flows`, in order.
+pub fn flow_names(flows: &serde_json::Value) -> Vec<String> {
+    flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|flow| flow["name"].as_str().unwrap().to_string())
+        .collect()
+}
