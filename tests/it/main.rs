@@ -3,11 +3,14 @@
 mod support;
 
 mod auth;
+mod cli;
 mod daemon_support;
+mod destination;
 mod http;
 mod incremental;
 mod pagination;
 mod records;
 mod scheduler;
 mod spec;
+mod sync;
 mod tls;
