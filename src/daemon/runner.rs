@@ -23,9 +23,11 @@ use tracing::{info, warn};
 
 use super::alerts::Alerts;
 use super::metrics::{FlowLabels, Metrics, outcome_label};
+use super::schedule::LastRun;
 use super::scheduler::{Launcher, RunRequest};
 use super::status::StatusBoard;
 use super::writers::DestinationQueue;
+use crate::destination::RunRecord;
 use crate::spec::plan::{Catalog, DestinationUrl, Flow};
 use crate::sync::{Destinations, FlowReport, Outcome, RunOptions, RunReport};
 
@@ -104,6 +106,25 @@ pub fn decide(run: &RunReport, destination: &DestinationUrl) -> Decision {
         | "auth" => Decision::NeedsPerson,
         _ => Decision::Retry,
     }
+}
+
+/// Rows of `_ferry.runs` read to find each entity's newest run.
+const HISTORY_ROWS: usize = 200;
+
+/// Summarizes `_ferry.runs` rows (newest first) of a flow: the newest
+/// start, and whether every entity's newest run succeeded.
+fn last_run(flow: &Flow, runs: &[RunRecord]) -> Option<LastRun> {
+    let started_at = runs.iter().map(|run| run.started_at).max()?;
+    let complete = flow.entities.iter().all(|entity| {
+        runs.iter()
+            .filter(|run| run.entity == entity.name)
+            .max_by_key(|run| run.started_at)
+            .is_some_and(|run| run.status == "succeeded")
+    });
+    Some(LastRun {
+        started_at,
+        complete,
+    })
 }
 
 pub struct FlowRunner {
@@ -223,7 +244,7 @@ impl Launcher for FlowRunner {
         }
     }
 
-    async fn last_started(&self, flow: &str) -> Result<Option<DateTime<Utc>>, String> {
+    async fn last_run(&self, flow: &str) -> Result<Option<LastRun>, String> {
         let Some(flow) = self.flow(flow) else {
             return Ok(None);
         };
@@ -235,10 +256,10 @@ impl Launcher for FlowRunner {
                 .await
                 .map_err(|error| crate::redact::redact(&error.to_string()))?;
             let runs = destination
-                .list_runs(Some(&flow.name), 1)
+                .list_runs(Some(&flow.name), HISTORY_ROWS)
                 .await
                 .map_err(|error| crate::redact::redact(&error.to_string()))?;
-            Ok(runs.first().map(|run| run.started_at))
+            Ok(last_run(&flow, &runs))
         };
         match tokio::time::timeout(Duration::from_secs(15), read).await {
             Ok(result) => result,

@@ -2,10 +2,12 @@
 //!
 //! A run counts as missed when a tick of the flow's trigger fell between
 //! the start of its latest recorded run (`_ferry.runs.started_at`, read
-//! from the destination) and now. A flow with no recorded run at all counts
-//! as missed too, so a new flow fills its tables at once instead of
-//! waiting for its first tick. Either way it runs once, not once per
-//! missed tick.
+//! from the destination) and now. Two more cases count as missed: a flow
+//! with no recorded run at all, so a new flow fills its tables at once
+//! instead of waiting for its first tick, and a flow whose latest run of
+//! some entity did not succeed (stopped by a shutdown, killed, failed), so
+//! it resumes from its last committed chunk at start-up. Either way the
+//! flow runs once, not once per missed tick.
 
 use std::time::Duration;
 
@@ -77,12 +79,28 @@ pub fn next_tick(
     }
 }
 
-/// True when a tick fell after `last_started` and no later than `now`, or
-/// when the flow never ran.
-pub fn missed(trigger: &Trigger, last_started: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
-    let Some(last) = last_started else {
+/// The latest recorded run of a flow, from `_ferry.runs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastRun {
+    /// When the newest run of any of the flow's entities started.
+    pub started_at: DateTime<Utc>,
+    /// Every entity's newest run succeeded.
+    pub complete: bool,
+}
+
+/// True when a tick fell after the last run's start and no later than
+/// `now`, when the flow never ran, or when its last run is incomplete.
+pub fn missed(trigger: &Trigger, last_run: Option<LastRun>, now: DateTime<Utc>) -> bool {
+    let Some(LastRun {
+        started_at: last,
+        complete,
+    }) = last_run
+    else {
         return true;
     };
+    if !complete {
+        return true;
+    }
     match trigger {
         Trigger::Cron { .. } => next_tick(trigger, last, None).is_some_and(|tick| tick <= now),
         Trigger::Every(interval) => chrono::Duration::from_std(*interval)
@@ -132,8 +150,15 @@ mod tests {
     fn cron_missed_only_when_tick_passed() {
         let trigger = cron("0 0 * * * *", "UTC");
         let now = utc("2024-01-10T12:30:00Z");
-        assert!(missed(&trigger, Some(utc("2024-01-10T11:59:00Z")), now));
-        assert!(!missed(&trigger, Some(utc("2024-01-10T12:00:00Z")), now));
+        let run = |at: &str, complete| {
+            Some(LastRun {
+                started_at: utc(at),
+                complete,
+            })
+        };
+        assert!(missed(&trigger, run("2024-01-10T11:59:00Z", true), now));
+        assert!(!missed(&trigger, run("2024-01-10T12:00:00Z", true), now));
+        assert!(missed(&trigger, run("2024-01-10T12:00:00Z", false), now));
         assert!(missed(&trigger, None, now));
     }
 
@@ -142,7 +167,11 @@ mod tests {
         let trigger = Trigger::Every(Duration::from_secs(3600));
         let now = utc("2024-01-10T12:30:00Z");
         let last = utc("2024-01-10T12:10:00Z");
-        assert!(!missed(&trigger, Some(last), now));
+        let complete = Some(LastRun {
+            started_at: last,
+            complete: true,
+        });
+        assert!(!missed(&trigger, complete, now));
         assert_eq!(
             next_tick(&trigger, now, Some(last)),
             Some(utc("2024-01-10T13:10:00Z"))

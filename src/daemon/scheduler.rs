@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::metrics::{FlowLabels, Metrics};
-use super::schedule::{self, Clock};
+use super::schedule::{self, Clock, LastRun};
 use crate::spec::plan::Trigger;
 
 /// What the scheduler knows of a flow.
@@ -88,9 +88,9 @@ pub trait Launcher: Send + Sync + 'static {
     /// fires on shutdown or when the flow is removed.
     async fn run(&self, request: RunRequest, cancel: CancellationToken);
 
-    /// When the flow's latest recorded run started: `Ok(None)` when it
-    /// never ran, `Err` when the history cannot be read.
-    async fn last_started(&self, flow: &str) -> Result<Option<DateTime<Utc>>, String>;
+    /// The flow's latest recorded run: `Ok(None)` when it never ran,
+    /// `Err` when the history cannot be read.
+    async fn last_run(&self, flow: &str) -> Result<Option<LastRun>, String>;
 
     /// Called whenever a flow's next tick or running state changes.
     fn publish(&self, flow: &str, next: Option<DateTime<Utc>>, running: bool) {
@@ -117,7 +117,7 @@ struct Finished {
 struct History {
     flow: String,
     digest: u64,
-    last_started: Result<Option<DateTime<Utc>>, String>,
+    last_run: Result<Option<LastRun>, String>,
 }
 
 pub struct Scheduler<L: Launcher> {
@@ -256,11 +256,11 @@ impl<L: Launcher> Scheduler<L> {
             // Reading the destination may take a while; the scheduler
             // keeps serving other flows meanwhile.
             self.tracker.spawn(async move {
-                let last_started = launcher.last_started(&name).await;
+                let last_run = launcher.last_run(&name).await;
                 let _ = sender.send(History {
                     flow: name,
                     digest,
-                    last_started,
+                    last_run,
                 });
             });
         }
@@ -292,16 +292,20 @@ impl<L: Launcher> Scheduler<L> {
         let Some(trigger) = slot.trigger.clone() else {
             return;
         };
-        let last_started = match history.last_started {
+        let last_run = match history.last_run {
             Ok(last) => last,
             Err(error) => {
                 warn!(flow = %history.flow, error = %error, "cannot read the flow's run history; assuming no run was missed");
-                Some(now)
+                Some(LastRun {
+                    started_at: now,
+                    complete: true,
+                })
             }
         };
+        let last_started = last_run.map(|run| run.started_at);
         slot.next = schedule::next_tick(&trigger, now, last_started);
-        if schedule::missed(&trigger, last_started, now) {
-            info!(flow = %history.flow, last_started = ?last_started, "a scheduled run was missed while ferry was stopped; running it now");
+        if schedule::missed(&trigger, last_run, now) {
+            info!(flow = %history.flow, last_started = ?last_started, complete = ?last_run.map(|run| run.complete), "the flow's last run was missed or is incomplete; running it now");
             self.launch(
                 RunRequest {
                     flow: history.flow.clone(),

@@ -216,3 +216,134 @@ pub fn flow_names(flows: &serde_json::Value) -> Vec<String> {
         .map(|flow| flow["name"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// The loopback "shop" API: customers in pages of `page_size`, each page
+/// answered after `delay`; every request target is logged.
+pub struct ShopApi {
+    pub base: String,
+    pub state: Arc<ApiState>,
+}
+
+pub struct ApiState {
+    pub customers: Mutex<Vec<serde_json::Value>>,
+    pub page_size: usize,
+    pub delay: Mutex<Duration>,
+    pub requests: Mutex<Vec<String>>,
+}
+
+impl ShopApi {
+    pub fn start(customers: Vec<serde_json::Value>, page_size: usize, delay: Duration) -> ShopApi {
+        let state = Arc::new(ApiState {
+            customers: Mutex::new(customers),
+            page_size,
+            delay: Mutex::new(delay),
+            requests: Mutex::new(Vec::new()),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let served = state.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = axum::Router::new()
+                    .route("/customers", axum::routing::get(customers_page))
+                    .with_state(served);
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        ShopApi { base, state }
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.state.requests.lock().unwrap().clone()
+    }
+}
+
+async fn customers_page(
+    axum::extract::State(state): axum::extract::State<Arc<ApiState>>,
+    uri: axum::http::Uri,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::Json<serde_json::Value> {
+    state.requests.lock().unwrap().push(uri.to_string());
+    let delay = *state.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
+    let customers = state.customers.lock().unwrap().clone();
+    let start = match query.get("after") {
+        Some(after) => customers
+            .iter()
+            .position(|customer| customer["id"].as_str() == Some(after.as_str()))
+            .map_or(customers.len(), |index| index + 1),
+        None => 0,
+    };
+    let page: Vec<serde_json::Value> = customers
+        .iter()
+        .skip(start)
+        .take(state.page_size)
+        .cloned()
+        .collect();
+    let more = start + page.len() < customers.len();
+    let next = if more {
+        page.last().map(|customer| customer["id"].clone())
+    } else {
+        None
+    };
+    axum::Json(serde_json::json!({"data": page, "next": next}))
+}
+
+/// `count` customers `c1`, `c2`, … with a name each.
+pub fn customers(count: usize) -> Vec<serde_json::Value> {
+    (1..=count)
+        .map(|n| serde_json::json!({"id": format!("c{n}"), "name": format!("Customer {n}")}))
+        .collect()
+}
+
+/// Rows of a DuckDB query as JSON text per row (the file is opened
+/// read-only, so the daemon must not be writing to it).
+pub fn query(db: &Path, sql: &str) -> Vec<Vec<String>> {
+    let config = duckdb::Config::default()
+        .access_mode(duckdb::AccessMode::ReadOnly)
+        .unwrap();
+    let connection = duckdb::Connection::open_with_flags(db, config).unwrap();
+    let mut statement = connection.prepare(sql).unwrap();
+    let columns = statement.column_count();
+    let mut rows = statement.query([]).unwrap();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        let mut values = Vec::new();
+        for index in 0..columns {
+            let value: duckdb::types::Value = row.get(index).unwrap();
+            values.push(match value {
+                duckdb::types::Value::Null => "NULL".to_string(),
+                duckdb::types::Value::Text(text) => text,
+                other => format!("{other:?}"),
+            });
+        }
+        out.push(values);
+    }
+    out
+}
+
+/// POSTs to the daemon: status and body.
+pub fn post(url: &str, headers: &[(&str, String)], body: Vec<u8>) -> (u16, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new()
+            .post(url)
+            .timeout(Duration::from_secs(20))
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.expect("daemon answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    })
+}

@@ -4,6 +4,7 @@ mod support;
 
 mod auth;
 mod cli;
+mod daemon;
 mod daemon_support;
 mod destination;
 mod http;

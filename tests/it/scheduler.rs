@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ferry::daemon::metrics::{FlowLabels, Metrics};
-use ferry::daemon::schedule::Clock;
+use ferry::daemon::schedule::{Clock, LastRun};
 use ferry::daemon::scheduler::{
     Command, Launcher, RunReason, RunRequest, ScheduledFlow, Scheduler, Submitted,
 };
@@ -41,7 +41,7 @@ fn flow(name: &str, trigger: Trigger) -> ScheduledFlow {
 struct FakeLauncher {
     clock: Clock,
     run_for: Duration,
-    last_started: Result<Option<DateTime<Utc>>, String>,
+    last_run: Result<Option<LastRun>, String>,
     runs: Mutex<Vec<(String, RunReason, DateTime<Utc>)>>,
 }
 
@@ -58,8 +58,8 @@ impl Launcher for FakeLauncher {
         }
     }
 
-    async fn last_started(&self, _flow: &str) -> Result<Option<DateTime<Utc>>, String> {
-        self.last_started.clone()
+    async fn last_run(&self, _flow: &str) -> Result<Option<LastRun>, String> {
+        self.last_run.clone()
     }
 }
 
@@ -78,11 +78,17 @@ impl Harness {
         run_for: Duration,
         last_started: Result<Option<DateTime<Utc>>, String>,
     ) -> Harness {
+        let last_run = last_started.map(|last| {
+            last.map(|started_at| LastRun {
+                started_at,
+                complete: true,
+            })
+        });
         let clock = Clock::tokio_from(utc(now));
         let launcher = Arc::new(FakeLauncher {
             clock,
             run_for,
-            last_started,
+            last_run,
             runs: Mutex::new(Vec::new()),
         });
         let metrics = Arc::new(Metrics::new());
@@ -407,7 +413,7 @@ mod retries {
     fn runner(failures: usize, kind: &'static str) -> (Arc<FlowRunner>, Arc<ScriptedExecutor>) {
         let folder = tempfile::tempdir().unwrap();
         write(folder.path(), "shop.yaml", &shop_connector("stripe"));
-        let db = folder.path().join("shop.duckdb");
+        let db = folder.path().join("warehouse.duckdb");
         write(
             folder.path(),
             "flow.yaml",
