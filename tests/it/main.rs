@@ -15,3 +15,4 @@ mod scheduler;
 mod spec;
 mod sync;
 mod tls;
+mod webhooks;
