@@ -108,6 +108,10 @@ pub fn decide(run: &RunReport, destination: &DestinationUrl) -> Decision {
     }
 }
 
+/// How long the start-up history read waits for a DuckDB file another
+/// process holds (someone querying it) before assuming no run was missed.
+const HISTORY_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Rows of `_ferry.runs` read to find each entity's newest run.
 const HISTORY_ROWS: usize = 200;
 
@@ -252,7 +256,7 @@ impl Launcher for FlowRunner {
         let read = async {
             let mut destination = self
                 .destinations
-                .open_waiting(&flow.destination, &never, Some(Duration::ZERO))
+                .open_waiting(&flow.destination, &never, Some(HISTORY_PATIENCE))
                 .await
                 .map_err(|error| crate::redact::redact(&error.to_string()))?;
             let runs = destination
@@ -261,11 +265,13 @@ impl Launcher for FlowRunner {
                 .map_err(|error| crate::redact::redact(&error.to_string()))?;
             Ok(last_run(&flow, &runs))
         };
-        match tokio::time::timeout(Duration::from_secs(15), read).await {
+        let limit = HISTORY_PATIENCE + Duration::from_secs(15);
+        match tokio::time::timeout(limit, read).await {
             Ok(result) => result,
             Err(_) => Err(format!(
-                "reading _ferry.runs from {} timed out after 15s",
-                flow.destination.display()
+                "reading _ferry.runs from {} timed out after {}s",
+                flow.destination.display(),
+                limit.as_secs()
             )),
         }
     }

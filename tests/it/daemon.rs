@@ -302,3 +302,72 @@ fn token_guards_runs_and_exposed_listen() {
     assert_eq!(post(&url, &right, Vec::new()).0, 202);
     assert!(!daemon.logs().contains(token));
 }
+
+#[test]
+fn locked_duckdb_file_makes_run_wait() {
+    let api = ShopApi::start(customers(3), 2, Duration::from_millis(1));
+    let folder = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("warehouse.duckdb");
+    write(folder.path(), "shop.yaml", &shop_connector("stripe"));
+    write(
+        folder.path(),
+        "a.yaml",
+        &shop_flow("a", &api.base, &db, "every: 1h\n"),
+    );
+
+    // Another program holds the file, as a notebook querying it would.
+    let holder = duckdb::Connection::open(&db).unwrap();
+    let daemon = Daemon::start(folder.path(), &[]);
+    daemon.wait_for(PATIENCE, "the daemon reports the lock", || {
+        daemon.logs().contains("locked by another process")
+    });
+    assert!(
+        daemon.logs().contains("Conflicting lock"),
+        "{}",
+        daemon.logs()
+    );
+    assert!(api.requests().is_empty());
+    assert_eq!(daemon.get_json("/flows")["flows"][0]["name"], "a");
+    drop(holder);
+
+    daemon.wait_for(PATIENCE, "the run succeeds once the file is free", || {
+        last_outcome(&daemon, "a", "customers").as_deref() == Some("succeeded")
+    });
+    // Between runs the file is closed, so this read-only open succeeds.
+    let rows = query(&db, "SELECT id FROM shop.customers ORDER BY id");
+    assert_eq!(rows, vec![vec!["c1"], vec!["c2"], vec!["c3"]]);
+}
+
+#[test]
+fn flows_sharing_a_file_both_complete() {
+    let api = ShopApi::start(customers(6), 2, Duration::from_millis(50));
+    let folder = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("warehouse.duckdb");
+    write(folder.path(), "shop.yaml", &shop_connector("stripe"));
+    for name in ["a", "b", "c"] {
+        let flow = shop_flow(name, &api.base, &db, "every: 1h\n")
+            .replace("schema: shop", &format!("schema: shop_{name}"));
+        write(folder.path(), &format!("{name}.yaml"), &flow);
+    }
+    let daemon = Daemon::start(folder.path(), &[]);
+    for name in ["a", "b", "c"] {
+        daemon.wait_for(PATIENCE, "each flow's run succeeds", || {
+            last_outcome(&daemon, name, "customers").as_deref() == Some("succeeded")
+        });
+    }
+    for name in ["a", "b", "c"] {
+        let rows = query(&db, &format!("SELECT count(*) FROM shop_{name}.customers"));
+        assert_eq!(rows, vec![vec!["BigInt(6)"]], "schema shop_{name}");
+    }
+    let statuses = query(&db, "SELECT flow, status FROM _ferry.runs ORDER BY flow");
+    assert_eq!(
+        statuses,
+        vec![
+            vec!["a", "succeeded"],
+            vec!["b", "succeeded"],
+            vec!["c", "succeeded"],
+        ]
+    );
+}
