@@ -22,6 +22,7 @@
 pub mod alerts;
 pub mod metrics;
 pub mod reload;
+pub mod retry_events;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;

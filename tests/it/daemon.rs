@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::daemon_support::{
-    Daemon, ShopApi, customers, flow_names, get, post, query, shop_connector, shop_flow, write,
+    AlertSink, Daemon, ShopApi, customers, flow_names, get, post, query, shop_connector, shop_flow,
+    write,
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -370,4 +371,91 @@ fn flows_sharing_a_file_both_complete() {
             vec!["c", "succeeded"],
         ]
     );
+}
+
+#[test]
+fn http_retries_and_throttling_are_counted() {
+    let api = ShopApi::start(customers(2), 2, Duration::from_millis(1));
+    api.state.failures.lock().unwrap().extend([429, 429, 503]);
+    let folder = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("warehouse.duckdb");
+    let connector = shop_connector("stripe").replace("max_attempts: 1", "max_attempts: 5");
+    write(folder.path(), "shop.yaml", &connector);
+    write(folder.path(), "a.yaml", &shop_flow("a", &api.base, &db, ""));
+    // Retry counting must not depend on the log level.
+    let daemon = Daemon::start(folder.path(), &[("RUST_LOG", "error")]);
+
+    let (status, _) = post(&format!("{}/flows/a/run", daemon.base), &[], Vec::new());
+    assert_eq!(status, 202);
+    daemon.wait_for(PATIENCE, "the run succeeds after retries", || {
+        last_outcome(&daemon, "a", "customers").as_deref() == Some("succeeded")
+    });
+    let labels = [("flow", "a"), ("entity", "customers")];
+    assert_eq!(metric(&daemon, "ferry_http_retries_total", &labels), 3.0);
+    assert_eq!(metric(&daemon, "ferry_http_throttled_total", &labels), 2.0);
+    assert_eq!(metric(&daemon, "ferry_requests_total", &labels), 4.0);
+}
+
+#[test]
+fn alerts_once_per_failure_streak_and_on_recovery() {
+    let sink = AlertSink::start();
+    let api = ShopApi::start(customers(2), 2, Duration::from_millis(1));
+    api.state.failures.lock().unwrap().extend([500; 4]);
+    let folder = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("warehouse.duckdb");
+    write(folder.path(), "shop.yaml", &shop_connector("stripe"));
+    let alert = format!("alert:\n  url: \"{}\"\n", sink.url);
+    write(
+        folder.path(),
+        "a.yaml",
+        &shop_flow("a", &api.base, &db, &alert),
+    );
+    let daemon = Daemon::start(
+        folder.path(),
+        &[
+            ("FERRY_RUN_ATTEMPTS", "2"),
+            ("FERRY_RETRY_DELAY_SECONDS", "0"),
+        ],
+    );
+    let run = format!("{}/flows/a/run", daemon.base);
+
+    // Two attempts fail: one alert.
+    assert_eq!(post(&run, &[], Vec::new()).0, 202);
+    daemon.wait_for(PATIENCE, "the failure alert arrives", || {
+        sink.bodies().len() == 1
+    });
+    let failed = &sink.bodies()[0];
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["flow"], "a");
+    assert_eq!(failed["failures"][0]["entity"], "customers");
+    assert!(failed["text"].as_str().unwrap().contains("flow a failed"));
+    assert!(
+        failed["failures"][0]["run_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+
+    // The streak goes on (two more failures): no second alert.
+    daemon.wait_for(PATIENCE, "the first run is over", || {
+        daemon.get_json("/flows")["flows"][0]["running"] == false
+    });
+    assert_eq!(post(&run, &[], Vec::new()).0, 202);
+    daemon.wait_for(PATIENCE, "the second run fails", || {
+        api.state.failures.lock().unwrap().is_empty()
+    });
+    daemon.wait_for(PATIENCE, "the second run is over", || {
+        daemon.get_json("/flows")["flows"][0]["running"] == false
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.bodies().len(), 1);
+
+    // Recovery: one more alert.
+    assert_eq!(post(&run, &[], Vec::new()).0, 202);
+    daemon.wait_for(PATIENCE, "the recovery alert arrives", || {
+        sink.bodies().len() == 2
+    });
+    assert_eq!(sink.bodies()[1]["status"], "recovered");
+    assert!(!daemon.logs().contains(&sink.url));
 }

@@ -229,6 +229,8 @@ pub struct ApiState {
     pub page_size: usize,
     pub delay: Mutex<Duration>,
     pub requests: Mutex<Vec<String>>,
+    /// Statuses answered (with `Retry-After: 0`) before any data, one per request.
+    pub failures: Mutex<std::collections::VecDeque<u16>>,
 }
 
 impl ShopApi {
@@ -238,6 +240,7 @@ impl ShopApi {
             page_size,
             delay: Mutex::new(delay),
             requests: Mutex::new(Vec::new()),
+            failures: Mutex::new(Default::default()),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -268,8 +271,14 @@ async fn customers_page(
     axum::extract::State(state): axum::extract::State<Arc<ApiState>>,
     uri: axum::http::Uri,
     axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
-) -> axum::Json<serde_json::Value> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     state.requests.lock().unwrap().push(uri.to_string());
+    let failure = state.failures.lock().unwrap().pop_front();
+    if let Some(status) = failure {
+        let status = axum::http::StatusCode::from_u16(status).unwrap();
+        return (status, [("retry-after", "0")], "try again").into_response();
+    }
     let delay = *state.delay.lock().unwrap();
     tokio::time::sleep(delay).await;
     let customers = state.customers.lock().unwrap().clone();
@@ -292,7 +301,48 @@ async fn customers_page(
     } else {
         None
     };
-    axum::Json(serde_json::json!({"data": page, "next": next}))
+    axum::Json(serde_json::json!({"data": page, "next": next})).into_response()
+}
+
+/// A loopback server that stores every JSON body POSTed to it.
+pub struct AlertSink {
+    pub url: String,
+    pub bodies: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl AlertSink {
+    pub fn start() -> AlertSink {
+        let bodies: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let stored = bodies.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = axum::Router::new().route(
+                    "/hook",
+                    axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                        let stored = stored.clone();
+                        async move {
+                            stored.lock().unwrap().push(body);
+                            "ok"
+                        }
+                    }),
+                );
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        AlertSink { url, bodies }
+    }
+
+    pub fn bodies(&self) -> Vec<serde_json::Value> {
+        self.bodies.lock().unwrap().clone()
+    }
 }
 
 /// `count` customers `c1`, `c2`, … with a name each.
