@@ -92,7 +92,7 @@ impl DestinationQueue {
         let started = tokio::time::Instant::now();
         let mut delay = LOCK_RETRY_FIRST;
         loop {
-            let error = match destination::open(url).await {
+            let error = match open_blocking(url).await {
                 Ok(opened) => return Ok(opened),
                 Err(error) => error,
             };
@@ -119,6 +119,21 @@ impl DestinationQueue {
             delay = (delay * 2).min(LOCK_RETRY_MAX);
         }
     }
+}
+
+/// Opens a destination on a blocking thread: opening a DuckDB file reads
+/// and may create it synchronously, which must not stall the runtime's
+/// workers (the HTTP server shares them).
+async fn open_blocking(url: &DestinationUrl) -> Result<Box<dyn Destination>, DestinationError> {
+    let url = url.clone();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || runtime.block_on(destination::open(&url)))
+        .await
+        .map_err(|error| {
+            DestinationError::Connect(format!(
+                "opening the destination stopped unexpectedly: {error}"
+            ))
+        })?
 }
 
 #[async_trait]

@@ -459,3 +459,61 @@ fn alerts_once_per_failure_streak_and_on_recovery() {
     assert_eq!(sink.bodies()[1]["status"], "recovered");
     assert!(!daemon.logs().contains(&sink.url));
 }
+
+/// Measures start-up with 200 flow files and the time to apply a one-file
+/// change. Run with `cargo test --test it measure_ -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_start_and_reload_with_200_flows() {
+    let api = ShopApi::start(customers(2), 2, Duration::from_millis(1));
+    let folder = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    write(folder.path(), "shop.yaml", &shop_connector("stripe"));
+    for n in 0..200 {
+        let db = data.path().join(format!("w{}.duckdb", n % 10));
+        let flow = shop_flow(
+            &format!("f{n:03}"),
+            &api.base,
+            &db,
+            "schedule: \"0 3 * * *\"\n",
+        )
+        .replace("schema: shop", &format!("schema: s{n:03}"));
+        write(folder.path(), &format!("flows/f{n:03}.yaml"), &flow);
+    }
+
+    let started = std::time::Instant::now();
+    let daemon = Daemon::start(folder.path(), &[]);
+    let healthy = started.elapsed();
+    daemon.wait_for(PATIENCE, "200 flows are listed", || {
+        daemon.get_json("/flows")["flows"].as_array().unwrap().len() == 200
+    });
+    let listed = started.elapsed();
+    daemon.wait_for(
+        Duration::from_secs(120),
+        "every flow's first run succeeded",
+        || {
+            let flows = daemon.get_json("/flows");
+            flows["flows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|flow| flow["entities"][0]["last_run"]["outcome"] == "succeeded")
+        },
+    );
+    let first_runs = started.elapsed();
+
+    let db = data.path().join("w7.duckdb");
+    let changed = shop_flow("f007", &api.base, &db, "schedule: \"45 5 * * *\"\n")
+        .replace("schema: shop", "schema: s007");
+    let edited = std::time::Instant::now();
+    write(folder.path(), "flows/f007.yaml", &changed);
+    daemon.wait_for(PATIENCE, "the change applies", || {
+        flow_schedule(&daemon, "f007").is_some_and(|schedule| schedule.contains("45 5"))
+    });
+    let applied = edited.elapsed();
+    println!(
+        "200 flows: /healthz after {healthy:?}, /flows complete after {listed:?}, \
+         first runs done after {first_runs:?}; one-file change applied after {applied:?} \
+         (debounce 200 ms)"
+    );
+}
