@@ -44,8 +44,8 @@ pub fn init(filter: Option<&str>, quiet: bool) -> Logs {
     } else {
         output.with_ansi(interactive).boxed()
     };
-    // The filter applies to the output only: the retry counter of
-    // `ferry run` sees the engine's retry events whatever the log level.
+    // The filter applies to the output only, so the retry counter of
+    // `ferry run` receives the engine's retry events at any log level.
     let installed = tracing_subscriber::registry()
         .with(output.with_filter(filter))
         .with(crate::daemon::retry_events::RetryCounter)

@@ -1,11 +1,10 @@
 //! Prometheus metrics of the daemon, served as OpenMetrics text on `/metrics`.
 //!
 //! Each counter is bumped in the same place that logs the event it counts,
-//! so logs and metrics never disagree. Label values are flow and entity
-//! names, outcomes and reasons: never record values or secrets.
+//! so a log line and its counter come from one code path. Label values are
+//! flow and entity names and outcomes, never record values or secrets.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -67,9 +66,9 @@ pub struct Metrics {
     pub flows: Gauge,
 }
 
-/// Run durations from 0.1 s to about 1.8 hours.
+/// Buckets for run durations from 0.1 s to 0.1 × 3^10 s (about 1.6 hours).
 fn duration_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.1, 3.0, 10))
+    Histogram::new(exponential_buckets(0.1, 3.0, 11))
 }
 
 impl Default for Metrics {
@@ -232,7 +231,7 @@ impl Metrics {
     }
 }
 
-/// The `outcome` label of a run report.
+/// Returns the `outcome` label of a run report.
 pub fn outcome_label(run: &RunReport) -> &'static str {
     match run.outcome {
         Outcome::Succeeded => "succeeded",
@@ -252,9 +251,4 @@ pub fn install_global(metrics: Arc<Metrics>) {
 
 pub fn global() -> Option<&'static Arc<Metrics>> {
     GLOBAL.get()
-}
-
-/// Rounds a duration to seconds for log fields.
-pub fn seconds(duration: Duration) -> f64 {
-    (duration.as_secs_f64() * 1000.0).round() / 1000.0
 }

@@ -2,8 +2,8 @@
 //!
 //! Tasks and how they talk:
 //!
-//! - the reload task loads the config folder when the watcher (`watch`) or
-//!   SIGHUP asks, and publishes the last good catalog and the flow list
+//! - the reload task loads the config folder on a request from the watcher
+//!   (`watch`) or SIGHUP, and publishes the last good catalog and the flow list
 //!   on two `watch` channels (`reload`);
 //! - the scheduler task turns the flow list, ticks and run requests into
 //!   runs (`schedule`, `scheduler`); each run is a task of its own that
@@ -67,7 +67,7 @@ pub struct DaemonOptions {
     pub retry: RetryPolicy,
 }
 
-/// Why the daemon could not start or stopped with an error.
+/// Errors that stop the daemon from starting or end it.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     /// Bad input: a missing folder, a refused address.
@@ -77,7 +77,7 @@ pub enum DaemonError {
     Failed(String),
 }
 
-/// The default limit on concurrent entity runs: twice the cores.
+/// Returns the default limit on concurrent entity runs: twice the cores.
 pub fn default_max_runs() -> usize {
     std::thread::available_parallelism()
         .map(|cores| cores.get() * 2)
@@ -118,8 +118,8 @@ pub async fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     let (catalog_tx, catalog_rx) =
         channel::channel(Arc::new(crate::spec::plan::Catalog::default()));
     let (schedule_tx, schedule_rx) = channel::channel(Vec::new());
-    // Run requests from HTTP and webhooks; the scheduler answers each at
-    // once, so 256 waiting requests means it is far behind.
+    // Run requests from HTTP and webhooks. The scheduler replies to each at
+    // once, so 256 waiting requests would mean it is far behind.
     let (commands_tx, commands_rx) = mpsc::channel(256);
 
     let reloader = Reloader::new(
@@ -238,7 +238,7 @@ async fn reload_loop(
     }
 }
 
-/// SIGHUP asks for a reload, as with most daemons (useful after a
+/// Requests a reload on SIGHUP, as most daemons do (useful after a
 /// `${file:…}` secret changed outside the folder).
 async fn hangups(reloads: mpsc::Sender<&'static str>) {
     #[cfg(unix)]
@@ -258,7 +258,7 @@ async fn hangups(reloads: mpsc::Sender<&'static str>) {
     }
 }
 
-/// The first SIGTERM/SIGINT cancels `shutdown`; a second exits at once.
+/// Cancels `shutdown` on the first SIGTERM/SIGINT and exits at once on a second.
 async fn signals(shutdown: CancellationToken) {
     if wait_for_stop_signal().await.is_err() {
         warn!("cannot listen for stop signals; stop ferry with SIGKILL");

@@ -30,7 +30,7 @@ impl ConfigHealth {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner).0
     }
 
-    /// The located errors of the latest load; empty when it was valid.
+    /// Returns the located errors of the latest load; empty when it was valid.
     pub fn errors(&self) -> Vec<String> {
         self.inner
             .lock()
@@ -58,7 +58,7 @@ pub struct Reloader {
     applied_once: AtomicBool,
 }
 
-/// What a reload did, for logs, metrics and tests.
+/// The result of a reload, for logs, metrics and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReloadOutcome {
     Applied,

@@ -1,8 +1,8 @@
 //! Counts the engine's HTTP retries and 429s from its retry log events.
 //!
 //! The engine logs every retry with fixed fields (`flow`, `entity`,
-//! `attempt`, `delay_ms`, and `status` when the server answered). This
-//! layer sees those events whatever the log filter is, and bumps
+//! `attempt`, `delay_ms`, and `status` when a response arrived). This
+//! layer receives those events at any log filter, and bumps
 //! `ferry_http_retries_total` and `ferry_http_throttled_total`, so the
 //! counters and the log lines come from the same place.
 

@@ -50,7 +50,7 @@ impl Executor for SyncExecutor {
     }
 }
 
-/// How failed runs are retried.
+/// Retry settings for failed runs.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     /// Attempts per run, the first included.
@@ -70,15 +70,15 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The wait before attempt `attempt + 1`: `first_delay`, doubled per
-    /// attempt, capped at `max_delay`.
+    /// Returns the wait before attempt `attempt + 1`: `first_delay`,
+    /// doubled per attempt, capped at `max_delay`.
     pub fn delay(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
         self.first_delay.saturating_mul(factor).min(self.max_delay)
     }
 }
 
-/// What a failed entity run calls for.
+/// The action a failed entity run calls for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Retry,
@@ -108,8 +108,8 @@ pub fn decide(run: &RunReport, destination: &DestinationUrl) -> Decision {
     }
 }
 
-/// How long the start-up history read waits for a DuckDB file another
-/// process holds (someone querying it) before assuming no run was missed.
+/// Maximum wait of the start-up history read for a DuckDB file another
+/// process has locked (someone querying it); after it, no run counts as missed.
 const HISTORY_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Rows of `_ferry.runs` read to find each entity's newest run.

@@ -2,12 +2,12 @@
 //!
 //! A run counts as missed when a tick of the flow's trigger fell between
 //! the start of its latest recorded run (`_ferry.runs.started_at`, read
-//! from the destination) and now. Two more cases count as missed: a flow
-//! with no recorded run at all, so a new flow fills its tables at once
-//! instead of waiting for its first tick, and a flow whose latest run of
-//! some entity did not succeed (stopped by a shutdown, killed, failed), so
-//! it resumes from its last committed chunk at start-up. Either way the
-//! flow runs once, not once per missed tick.
+//! from the destination) and now. Two more cases count as missed. A flow
+//! with no recorded run at all runs, so a new flow fills its tables at
+//! once instead of waiting for its first tick. A flow whose latest run of
+//! some entity did not succeed (stopped by a shutdown, killed, failed)
+//! runs, so it resumes from its last committed chunk at start-up. Either
+//! way the flow runs once, not once per missed tick.
 
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ pub enum Clock {
 }
 
 impl Clock {
-    /// A clock that reads `start` now and advances with tokio's time.
+    /// Creates a clock that reads `start` now and advances with tokio's time.
     pub fn tokio_from(start: DateTime<Utc>) -> Clock {
         Clock::Tokio {
             start,
@@ -47,15 +47,15 @@ impl Clock {
         }
     }
 
-    /// The tokio instant at which this clock reads `at`.
+    /// Returns the tokio instant at which this clock reads `at`.
     pub fn instant_at(&self, at: DateTime<Utc>) -> tokio::time::Instant {
         let wait = (at - self.now()).to_std().unwrap_or(Duration::ZERO);
         tokio::time::Instant::now() + wait
     }
 }
 
-/// The first tick strictly after `after`; `None` when a cron expression
-/// has no future time.
+/// Returns the first tick strictly after `after`, or `None` when a cron
+/// expression has no future time.
 pub fn next_tick(
     trigger: &Trigger,
     after: DateTime<Utc>,
@@ -109,7 +109,7 @@ pub fn missed(trigger: &Trigger, last_run: Option<LastRun>, now: DateTime<Utc>) 
     }
 }
 
-/// The trigger as written, for `/flows` and logs.
+/// Describes the trigger as written, for `/flows` and logs.
 pub fn describe(trigger: &Trigger) -> String {
     match trigger {
         Trigger::Cron {

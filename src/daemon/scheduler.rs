@@ -1,7 +1,7 @@
 //! The scheduler: one task that decides when each flow runs.
 //!
-//! It owns a slot per flow (trigger, next tick, the run in progress) and
-//! reacts to five things: a new flow list, a run request (manual or
+//! It owns a slot per flow: trigger, next tick, the run in progress. It
+//! reacts to five inputs: a new flow list, a run request (manual or
 //! webhook), a finished run, the history check of a new flow (was a run
 //! missed?), and the timer of the earliest tick. Runs happen in tasks it
 //! spawns through a [`Launcher`]; one flow has at most one run at a time.
@@ -27,7 +27,7 @@ use super::metrics::{FlowLabels, Metrics};
 use super::schedule::{self, Clock, LastRun};
 use crate::spec::plan::Trigger;
 
-/// What the scheduler knows of a flow.
+/// A flow as the scheduler sees it: its name, trigger and version.
 #[derive(Debug, Clone)]
 pub struct ScheduledFlow {
     pub name: String,
@@ -65,7 +65,7 @@ pub struct RunRequest {
     pub reason: RunReason,
 }
 
-/// The scheduler's answer to a run request.
+/// The scheduler's reply to a run request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Submitted {
     Started,
@@ -88,8 +88,8 @@ pub trait Launcher: Send + Sync + 'static {
     /// fires on shutdown or when the flow is removed.
     async fn run(&self, request: RunRequest, cancel: CancellationToken);
 
-    /// The flow's latest recorded run: `Ok(None)` when it never ran,
-    /// `Err` when the history cannot be read.
+    /// Reads the flow's latest recorded run: `Ok(None)` when it never
+    /// ran, `Err` when the history cannot be read.
     async fn last_run(&self, flow: &str) -> Result<Option<LastRun>, String>;
 
     /// Called whenever a flow's next tick or running state changes.

@@ -153,8 +153,8 @@ async fn destination_problems(state: &AppState) -> Vec<String> {
     problems
 }
 
-/// DuckDB: the file's folder exists (the file itself may be held by a
-/// run). PostgreSQL: a connection answers `SELECT 1` within 5 seconds.
+/// Checks a destination. DuckDB: the file's folder exists (a run may have
+/// the file itself open). PostgreSQL: `SELECT 1` returns within 5 seconds.
 async fn reachable(url: &DestinationUrl) -> Result<(), String> {
     match url {
         DestinationUrl::DuckDb { path } => {

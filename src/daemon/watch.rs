@@ -1,4 +1,4 @@
-//! Watches the config folder and asks for a reload after changes settle.
+//! Watches the config folder and requests a reload after changes settle.
 //!
 //! notify's debouncer merges the bursts editors produce (write to a temp
 //! file, rename it over the original) into one batch per quiet period, and

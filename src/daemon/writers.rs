@@ -2,13 +2,13 @@
 //! DuckDB file, and waiting out a file another process holds.
 //!
 //! DuckDB lets one process write a file. Within ferry, every run writing
-//! one file shares the database the destination opens (the DuckDB
-//! destination keeps one instance per file) and takes turns: each call
-//! (begin, chunk, finish) holds the file's queue lock, so two runs never
-//! have transactions open on the file at once. The file is open only while
-//! some run holds a destination for it; other programs can open it between
-//! runs. When another process holds the file, the run waits and tries
-//! again with backoff until the file is free or ferry stops.
+//! one file shares one database instance (the DuckDB destination keeps one
+//! per file). Runs take turns: each call (begin, chunk, finish) takes the
+//! file's queue lock, so two runs never have transactions open on the file
+//! at once. The file is open only while some run has a destination for it,
+//! so other programs can open it between runs. When another process has
+//! locked the file, the run waits and tries again with backoff until the
+//! file is free or ferry stops.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,13 +30,13 @@ use crate::sync::Destinations;
 
 /// First wait after a DuckDB file was found locked by another process.
 const LOCK_RETRY_FIRST: Duration = Duration::from_secs(1);
-/// Longest wait between two attempts to open a locked file.
+/// Maximum wait between two attempts to open a locked file.
 const LOCK_RETRY_MAX: Duration = Duration::from_secs(30);
 
 pub struct DestinationQueue {
-    /// One queue lock per DuckDB file, held for the length of one
-    /// destination call; entries stay for the life of the daemon (one per
-    /// file the config names).
+    /// One queue lock per DuckDB file, taken for the length of one
+    /// destination call. Entries stay for the life of the daemon, one per
+    /// file the config names.
     files: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Run slots: the global limit on entity runs at once.
     slots: Arc<Semaphore>,
@@ -64,8 +64,8 @@ impl DestinationQueue {
     }
 
     /// Opens a destination outside the run slots (webhook writes, history
-    /// reads), in the file's queue. Waits while another process holds the
-    /// DuckDB file, up to `patience` or until `shutdown` fires.
+    /// reads), in the file's queue. Waits while another process has locked
+    /// the DuckDB file, up to `patience` or until `shutdown` fires.
     pub async fn open_waiting(
         &self,
         url: &DestinationUrl,
@@ -81,8 +81,8 @@ impl DestinationQueue {
         }))
     }
 
-    /// Opens a destination, waiting with backoff while another process
-    /// holds its DuckDB file.
+    /// Opens a destination, waiting with backoff while another process has
+    /// locked its DuckDB file.
     async fn open_raw(
         &self,
         url: &DestinationUrl,

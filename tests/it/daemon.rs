@@ -317,7 +317,7 @@ fn locked_duckdb_file_makes_run_wait() {
         &shop_flow("a", &api.base, &db, "every: 1h\n"),
     );
 
-    // Another program holds the file, as a notebook querying it would.
+    // Another program locks the file, as a notebook querying it would.
     let holder = duckdb::Connection::open(&db).unwrap();
     let daemon = Daemon::start(folder.path(), &[]);
     daemon.wait_for(PATIENCE, "the daemon reports the lock", || {

@@ -47,7 +47,7 @@ webhooks:
     )
 }
 
-/// A flow of the shop connector into `duckdb://<db>`.
+/// Returns a flow of the shop connector into `duckdb://<db>`.
 pub fn shop_flow(name: &str, base_url: &str, db: &Path, extra: &str) -> String {
     format!(
         "kind: Flow\nname: {name}\nsource:\n  connector: shop\n  config:\n    base_url: \"{base_url}\"\ndestination: \"duckdb://{}\"\nschema: shop\nentities: [customers]\n{extra}",
@@ -80,7 +80,7 @@ pub fn load(folder: &Path) -> Catalog {
     }
 }
 
-/// A free loopback port (bound, then released).
+/// Returns a free loopback port (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -97,7 +97,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `ferry run` on `folder` and waits until `/healthz` answers.
+    /// Starts `ferry run` on `folder` and waits until `/healthz` responds.
     pub fn start(folder: &Path, env: &[(&str, &str)]) -> Daemon {
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
@@ -188,8 +188,8 @@ impl Drop for Daemon {
     }
 }
 
-/// A blocking GET with a short timeout: status and body, or `None` when
-/// nothing answers.
+/// Sends a blocking GET with a short timeout. Returns status and body, or
+/// `None` when nothing responds.
 pub fn get(url: &str) -> Option<(u16, String)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -218,7 +218,7 @@ pub fn flow_names(flows: &serde_json::Value) -> Vec<String> {
 }
 
 /// The loopback "shop" API: customers in pages of `page_size`, each page
-/// answered after `delay`; every request target is logged.
+/// sent after `delay`. Every request target is logged.
 pub struct ShopApi {
     pub base: String,
     pub state: Arc<ApiState>,

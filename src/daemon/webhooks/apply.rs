@@ -35,7 +35,7 @@ const IDS_PER_OBJECT: usize = 50;
 pub enum Applied {
     Written,
     Duplicate,
-    /// The object already holds a newer event.
+    /// The object's row already reflects a newer event.
     Stale,
 }
 
@@ -175,7 +175,7 @@ fn shape(fields: &FieldsPlan, mut record: Record) -> Record {
         .collect()
 }
 
-/// The primary key as a JSON array, or `None` when a field is missing.
+/// Returns the primary key as a JSON array, or `None` when a field is missing.
 fn object_key(record: &Record, primary_key: &[String]) -> Option<String> {
     if primary_key.is_empty() {
         return None;

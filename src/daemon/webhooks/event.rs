@@ -54,7 +54,7 @@ pub fn read(plan: &WebhookPlan, body: &Value) -> Result<Event, String> {
     })
 }
 
-/// The first route whose patterns match the type.
+/// Returns the first route whose patterns match the type.
 pub fn route<'a>(plan: &'a WebhookPlan, event_type: &str) -> Option<&'a WebhookRoute> {
     plan.routes.iter().find(|route| {
         route

@@ -2,12 +2,12 @@
 //!
 //! The order is fixed: the body is read up to the size limit, the
 //! signature is checked on those raw bytes with the flow's secrets, and
-//! only then is the body parsed. Status codes tell the sender what to do:
-//! 2xx for everything ferry accepted or chose to ignore (unknown types,
-//! redeliveries, late events), 401 for a bad signature, 413 for an
-//! oversized body, 400 for a signed body that is not JSON, 404 for a flow
-//! without webhooks, and 503 when the destination cannot take the write
-//! now (the sender retries later).
+//! only then is the body parsed. Status codes tell the sender what to do.
+//! Everything ferry accepted or chose to ignore (unknown types,
+//! redeliveries, late events) gets a 2xx. A bad signature gets 401, an
+//! oversized body 413, a signed body that is not JSON 400, and a flow
+//! without webhooks 404. A destination that cannot take the write now
+//! gets 503, so the sender retries later.
 //!
 //! - `verify`: signature schemes.
 //! - `event`: the event's id, type, object and time; routes.
@@ -39,15 +39,16 @@ use apply::{Applied, ApplyError};
 /// 1 MiB leaves room for large objects while bounding memory per request.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// How long a webhook write waits for a DuckDB file another process holds
-/// before answering 503.
+/// Maximum wait of a webhook write for a DuckDB file another process has
+/// locked; after it the reply is 503.
 const DESTINATION_PATIENCE: Duration = Duration::from_secs(5);
 
 pub struct WebhookState {
     pub catalog: watch::Receiver<Arc<Catalog>>,
     pub metrics: Arc<Metrics>,
     pub destinations: Arc<DestinationQueue>,
-    /// Run requests to the scheduler; bounded, and a full queue answers 503.
+    /// Run requests to the scheduler. The channel is bounded, and a full
+    /// queue gets a 503 reply.
     pub commands: mpsc::Sender<Command>,
     pub shutdown: CancellationToken,
     /// One lock per flow, so this process applies a flow's events one at
@@ -196,7 +197,7 @@ async fn trigger(
         reply: Some(reply_to),
     };
     if state.commands.try_send(command).is_err() {
-        warn!(flow = %flow.name, event_id = %event_id, "run queue full; webhook trigger refused");
+        warn!(flow = %flow.name, event_id = %event_id, "run queue full; webhook trigger rejected with 503");
         state.metrics.record_webhook(&flow.name, "failed");
         return reply(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -27,7 +27,7 @@ use crate::spec::plan::{SignatureEncoding, SignatureScheme};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Why a request was rejected. The texts name headers and the rule that
+/// Reasons a request is rejected. The texts name headers and the rule that
 /// failed, never a secret or an expected signature.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
