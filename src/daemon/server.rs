@@ -44,7 +44,7 @@ pub struct AppState {
 }
 
 /// How long a destination check result is reused by `/readyz`.
-const READINESS_TTL: Duration = Duration::from_secs(10);
+const READINESS_TTL: Duration = Duration::from_secs(2);
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()

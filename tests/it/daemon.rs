@@ -517,3 +517,43 @@ fn measure_start_and_reload_with_200_flows() {
          (debounce 200 ms)"
     );
 }
+
+#[test]
+fn readyz_follows_config_validity() {
+    let folder = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    write(folder.path(), "shop.yaml", &shop_connector("stripe"));
+    write(folder.path(), "a.yaml", "kind: Flow\nname: a\nsourc: {}\n");
+    let daemon = Daemon::start(folder.path(), &[]);
+
+    // Started on an invalid folder: alive, not ready, errors located.
+    let (status, body) = get(&format!("{}/readyz", daemon.base)).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("a.yaml:"), "{body}");
+    assert!(daemon.logs().contains("a.yaml:"), "{}", daemon.logs());
+
+    write(
+        folder.path(),
+        "a.yaml",
+        &shop_flow("a", "http://127.0.0.1:9", &data.path().join("w.duckdb"), ""),
+    );
+    daemon.wait_for(PATIENCE, "the fixed config makes the daemon ready", || {
+        get(&format!("{}/readyz", daemon.base)).is_some_and(|(status, _)| status == 200)
+    });
+
+    // A destination folder that does not exist makes it unready.
+    write(
+        folder.path(),
+        "a.yaml",
+        &shop_flow(
+            "a",
+            "http://127.0.0.1:9",
+            &data.path().join("missing/w.duckdb"),
+            "",
+        ),
+    );
+    daemon.wait_for(PATIENCE, "the missing folder is reported", || {
+        get(&format!("{}/readyz", daemon.base))
+            .is_some_and(|(status, body)| status == 503 && body.contains("does not exist"))
+    });
+}
