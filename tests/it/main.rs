@@ -5,6 +5,7 @@ mod support;
 mod auth;
 mod cli;
 mod daemon;
+mod daemon_replicas;
 mod daemon_support;
 mod destination;
 mod http;
