@@ -557,3 +557,46 @@ fn readyz_follows_config_validity() {
             .is_some_and(|(status, body)| status == 503 && body.contains("does not exist"))
     });
 }
+
+#[test]
+fn compose_example_flow_resolves() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/compose/ferry.d/billing.yaml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(
+        secrets.path().join("stripe_api_key"),
+        "sk_test_compose_example",
+    )
+    .unwrap();
+    std::fs::write(
+        secrets.path().join("stripe_webhook_secret"),
+        "whsec_compose_example",
+    )
+    .unwrap();
+    let text = text.replace("/run/secrets/", &format!("{}/", secrets.path().display()));
+    write(folder.path(), "billing.yaml", &text);
+    // A stand-in for the built-in Stripe connector, so the flow's own
+    // fields are checked whichever connectors this build has.
+    let stripe = shop_connector("stripe")
+        .replace("name: shop", "name: stripe")
+        .replace("config:\n  base_url: { type: string }", "config:\n  api_key: { type: string, secret: true }\n  base_url: { type: string, default: \"https://api.stripe.com\" }");
+    write(folder.path(), "stripe.yaml", &stripe);
+
+    let env = |name: &str| {
+        (name == "DATABASE_URL").then(|| "postgres://app:app@postgres:5432/app".to_string())
+    };
+    let loaded = match ferry::spec::load_with_env(folder.path(), &env) {
+        Ok(loaded) => loaded,
+        Err(problems) => panic!("{problems:#?}"),
+    };
+    let flow = &loaded.catalog.flows["billing"];
+    assert_eq!(flow.schema, "stripe");
+    assert!(flow.trigger.is_some());
+    assert_eq!(
+        flow.webhook.as_ref().unwrap().secrets,
+        vec!["whsec_compose_example".to_string()]
+    );
+    assert_eq!(flow.config["api_key"], "sk_test_compose_example");
+}
