@@ -240,23 +240,26 @@ impl<L: Launcher> Scheduler<L> {
                     let (next, running) = (slot.next, slot.running.is_some());
                     self.launcher.publish(&flow.name, next, running);
                 }
-                None => self.add(flow),
+                None => self.add(flow, shutdown),
             }
         }
-        let _ = shutdown;
     }
 
-    fn add(&mut self, flow: ScheduledFlow) {
+    fn add(&mut self, flow: ScheduledFlow, shutdown: &CancellationToken) {
         let checked = flow.trigger.is_none();
         info!(flow = %flow.name, trigger = %describe(&flow.trigger), "flow added");
         if !checked {
             let launcher = self.launcher.clone();
             let sender = self.history_tx.clone();
             let (name, digest) = (flow.name.clone(), flow.digest);
-            // Reading the destination may take a while; the scheduler
-            // keeps serving other flows meanwhile.
+            let shutdown = shutdown.clone();
+            // Reading the destination may take a while (a locked file), so
+            // it runs apart and the scheduler keeps serving other flows.
             self.tracker.spawn(async move {
-                let last_run = launcher.last_run(&name).await;
+                let last_run = tokio::select! {
+                    last_run = launcher.last_run(&name) => last_run,
+                    _ = shutdown.cancelled() => return,
+                };
                 let _ = sender.send(History {
                     flow: name,
                     digest,
