@@ -374,3 +374,41 @@ fn trigger_webhook_starts_incremental_run() {
     assert_eq!(rows, vec![vec!["c1"], vec!["c2"], vec!["c3"]]);
     assert_eq!(webhook_count(&daemon, "billing", "triggered"), 1.0);
 }
+
+#[test]
+fn sighup_rereads_file_secrets() {
+    let folder = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("stripe_webhook_secret");
+    std::fs::write(&secret_file, STRIPE_SECRET).unwrap();
+    write(folder.path(), "shop.yaml", &shop_connector("stripe"));
+    let webhook = format!("webhook:\n  secret: ${{file:{}}}\n", secret_file.display());
+    let db = data.path().join("warehouse.duckdb");
+    write(
+        folder.path(),
+        "billing.yaml",
+        &shop_flow("billing", "http://127.0.0.1:9", &db, &webhook),
+    );
+    let daemon = Daemon::start(folder.path(), &[]);
+
+    let event = |id: &str| stripe_event(id, "customer.created", 1000, json!({"id": "cus_1"}));
+    assert_eq!(
+        send_stripe(&daemon, "billing", STRIPE_SECRET, now(), event("evt_1")).0,
+        200
+    );
+
+    // The secret file changes outside the config folder; SIGHUP reloads.
+    std::fs::write(&secret_file, STRIPE_NEW_SECRET).unwrap();
+    daemon.signal("HUP");
+    daemon.wait_for(
+        Duration::from_secs(30),
+        "the new secret is accepted",
+        || send_stripe(&daemon, "billing", STRIPE_NEW_SECRET, now(), event("evt_2")).0 == 200,
+    );
+    assert_eq!(
+        send_stripe(&daemon, "billing", STRIPE_SECRET, now(), event("evt_3")).0,
+        401
+    );
+    assert!(!daemon.logs().contains(STRIPE_NEW_SECRET));
+}
