@@ -412,3 +412,48 @@ fn sighup_rereads_file_secrets() {
     );
     assert!(!daemon.logs().contains(STRIPE_NEW_SECRET));
 }
+
+#[test]
+fn full_refresh_flow_webhook_writes_live_table() {
+    let api = ShopApi::start(customers(2), 2, Duration::from_millis(1));
+    let folder = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("warehouse.duckdb");
+    write(folder.path(), "shop.yaml", &shop_connector("stripe"));
+    let extra = format!("mode: full_refresh\nwebhook:\n  secret: {STRIPE_SECRET}\n");
+    write(
+        folder.path(),
+        "billing.yaml",
+        &shop_flow("billing", &api.base, &db, &extra),
+    );
+    let daemon = Daemon::start(folder.path(), &[]);
+
+    let (status, _) = post(
+        &format!("{}/flows/billing/run", daemon.base),
+        &[],
+        Vec::new(),
+    );
+    assert_eq!(status, 202);
+    daemon.wait_for(Duration::from_secs(30), "the full refresh succeeds", || {
+        daemon.get_json("/flows")["flows"][0]["entities"][0]["last_run"]["outcome"] == "succeeded"
+    });
+    let event = stripe_event(
+        "evt_1",
+        "customer.updated",
+        1000,
+        json!({"id": "c2", "name": "Renamed"}),
+    );
+    assert_eq!(
+        outcome(&send_stripe(
+            &daemon,
+            "billing",
+            STRIPE_SECRET,
+            now(),
+            event
+        )),
+        "applied"
+    );
+
+    let rows = query(&db, "SELECT id, name FROM shop.customers ORDER BY id");
+    assert_eq!(rows, vec![vec!["c1", "Customer 1"], vec!["c2", "Renamed"]]);
+}

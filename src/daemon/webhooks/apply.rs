@@ -23,7 +23,7 @@
 use serde_json::{Value, json};
 
 use super::event::{Event, compare_times};
-use crate::destination::{Chunk, Destination, DestinationError, EntityTarget, TableRef};
+use crate::destination::{Chunk, Destination, DestinationError, EntityTarget};
 use crate::engine::Record;
 use crate::spec::plan::{Entity, FieldsPlan, Flow};
 use crate::sync::run::target_for;
@@ -88,13 +88,13 @@ pub async fn apply(
         return Ok(decision);
     }
 
+    // Events write the live table even for a full-refresh flow, whose
+    // runs write a staging table.
     let ledger_target = EntityTarget {
         flow: ledger_flow,
         entity: ledger_entity,
-        table: TableRef {
-            schema: target.table.schema.clone(),
-            table: target.table.table.clone(),
-        },
+        full_refresh: false,
+        resuming: false,
         ..target
     };
     let (records, deletions) = if delete {
