@@ -3,8 +3,8 @@
 //! destination's advisory lock), and killing a replica mid-run leaves the
 //! other to finish the table.
 //!
-//! NOTE: written before the PostgreSQL destination existed and never run;
-//! it needs `FERRY_TEST_POSTGRES_URL` and that destination.
+//! NOTE: not run yet, because it needs the PostgreSQL destination (its
+//! advisory locks) and a server named by `FERRY_TEST_POSTGRES_URL`.
 
 use std::time::Duration;
 
@@ -50,7 +50,8 @@ fn replicas_share_entities_and_survive_a_kill() {
     first.wait_for(Duration::from_secs(30), "a run is fetching pages", || {
         api.requests().len() >= 2
     });
-    // Kill whichever replica runs now; its lock goes with its connection.
+    // Kill the first replica while a run fetches pages. If it held the
+    // entity's lock, the lock goes with its connection.
     first.child.kill().unwrap();
     let _ = first.child.wait();
 
