@@ -256,6 +256,12 @@ pub trait Destination: Send {
     /// a child entity resume in its parent list without skipping a parent
     /// that changed meanwhile. Reads only, so it may run beside a write
     /// on another handle of the same database.
+    ///
+    /// NOTE: this holds only while rows become visible in
+    /// `_ferry_synced_at` order. DuckDB serializes a file's writes and
+    /// takes the time inside them; a backend with concurrent writers to
+    /// one table must do the same, or a child may pass a row that commits
+    /// later with an earlier time.
     async fn read_rows(&mut self, query: &RowQuery) -> Result<Vec<StoredRow>, DestinationError> {
         Err(DestinationError::State(format!(
             "{}: reading the rows of {} (a child entity's parents) is not supported by this destination",

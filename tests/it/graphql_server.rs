@@ -101,6 +101,10 @@ entities:
       query: '{ repository(owner: "octo", name: "hello") { issues(first: 3) { nodez { id } } } }'
     records: "$.data.repository.issues.nodes[*]"
     primary_key: [id]
+templates:
+  query:
+    description: A GraphQL query of the flow's own
+    path: /graphql
 "#;
 
 struct Setup {
@@ -328,6 +332,36 @@ async fn rate_limit_in_body_is_retried() {
     assert_eq!(run.records, 7);
     // Two refusals, then two pages of four.
     assert_eq!(run.requests, 4);
+}
+
+#[tokio::test]
+async fn flow_declared_query_syncs() {
+    let Some(server) = server() else { return };
+    let entities = r#"
+  commented:
+    template: query
+    graphql:
+      query: >-
+        query Commented($number: Int!, $after: String) { repository(owner: "octo", name: "hello") {
+          issue(number: $number) { comments(first: 1, after: $after) { nodes { id body } pageInfo { hasNextPage endCursor } } } } }
+      variables: { number: 5 }
+    records: "$.data.repository.issue.comments.nodes[*]"
+    primary_key: [id]
+    pagination: { type: relay, page_info: "$.data.repository.issue.comments.pageInfo" }"#;
+    let setup = setup(&server.url, entities);
+
+    let report = sync(&setup).await;
+
+    let run = run_of(&report, "commented");
+    assert_eq!(run.outcome, Outcome::Succeeded, "{report:?}");
+    assert_eq!(run.requests, 2);
+    assert_eq!(
+        query(&setup.db, "select id, body from yoga.commented order by id"),
+        vec![
+            vec!["C_5_1", "Comment 1 on issue 5"],
+            vec!["C_5_2", "Comment 2 on issue 5"]
+        ]
+    );
 }
 
 #[tokio::test]
