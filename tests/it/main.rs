@@ -15,6 +15,7 @@ mod graphql;
 mod graphql_server;
 mod http;
 mod incremental;
+mod measure_children;
 mod pagination;
 mod records;
 mod scheduler;

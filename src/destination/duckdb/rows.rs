@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::bookkeeping;
 use super::table::{catalog_columns, qualified};
-use crate::destination::columns::{DELETED_AT, SYNCED_AT, quote_ident};
+use crate::destination::columns::{DELETED_AT, SYNCED_AT, quote_ident, timestamp_text};
 use crate::destination::{RowQuery, StoredRow};
 use crate::template::value_to_text;
 
@@ -109,14 +109,62 @@ fn field_columns(connection: &Connection, query: &RowQuery) -> duckdb::Result<Ve
 
 /// Builds the SELECT and its parameters: rows not marked deleted, after
 /// the query's position, in (`_ferry_synced_at`, key) order.
+///
+/// The inner query picks the page's rows, and only the outer one renders
+/// them as JSON, so rows the LIMIT drops are never rendered.
 fn select_sql(
     catalog: &str,
     query: &RowQuery,
     keys: &[&FieldColumn],
     fields: &[&FieldColumn],
 ) -> (String, Vec<SqlValue>) {
-    let synced = format!("epoch_us({})", quote_ident(SYNCED_AT));
+    let synced = quote_ident(SYNCED_AT);
     let key_list: Vec<String> = keys.iter().map(|key| quote_ident(&key.column)).collect();
+    let mut order = vec![synced.clone()];
+    order.extend(key_list.iter().cloned());
+
+    let mut picked = order.clone();
+    for field in fields {
+        let column = quote_ident(&field.column);
+        if !picked.contains(&column) {
+            picked.push(column);
+        }
+    }
+    let mut inner = format!(
+        "SELECT {} FROM {} WHERE {} IS NULL",
+        picked.join(", "),
+        qualified(catalog, &query.table),
+        quote_ident(DELETED_AT),
+    );
+    let mut parameters = Vec::new();
+    if let Some(after) = &query.after {
+        // The bare column (not `epoch_us` of it) lets DuckDB skip row
+        // groups by their min and max times, and rows are written in time
+        // order, so a late position reads few groups.
+        let time = "CAST(? AS TIMESTAMPTZ)";
+        inner.push_str(&format!(
+            " AND ({synced} > {time} OR ({synced} = {time} AND {}))",
+            after_keys(keys)
+        ));
+        let text = timestamp_text(&after.synced_at);
+        parameters.push(SqlValue::Text(text.clone()));
+        parameters.push(SqlValue::Text(text));
+        for (index, _) in keys.iter().enumerate() {
+            let value = after.key.get(index).map(value_to_text).unwrap_or_default();
+            // Every key but the last is compared twice: greater, or equal
+            // and the rest greater.
+            let uses = if index + 1 < keys.len() { 2 } else { 1 };
+            for _ in 0..uses {
+                parameters.push(SqlValue::Text(value.clone()));
+            }
+        }
+    }
+    inner.push_str(&format!(
+        " ORDER BY {} LIMIT {}",
+        order.join(", "),
+        query.limit
+    ));
+
     let field_pairs: Vec<String> = fields
         .iter()
         .map(|field| {
@@ -132,39 +180,11 @@ fn select_sql(
     } else {
         format!("CAST(json_object({}) AS VARCHAR)", field_pairs.join(", "))
     };
-
-    let mut sql = format!(
-        "SELECT {synced}, CAST(json_array({}) AS VARCHAR), {object} FROM {} WHERE {} IS NULL",
+    let sql = format!(
+        "SELECT epoch_us({synced}), CAST(json_array({}) AS VARCHAR), {object} FROM ({inner}) AS page ORDER BY {}",
         key_list.join(", "),
-        qualified(catalog, &query.table),
-        quote_ident(DELETED_AT),
+        order.join(", ")
     );
-    let mut parameters = Vec::new();
-    if let Some(after) = &query.after {
-        let micros = after.synced_at.timestamp_micros();
-        sql.push_str(&format!(
-            " AND ({synced} > ? OR ({synced} = ? AND {}))",
-            after_keys(keys)
-        ));
-        parameters.push(SqlValue::BigInt(micros));
-        parameters.push(SqlValue::BigInt(micros));
-        for (index, _) in keys.iter().enumerate() {
-            let value = after.key.get(index).map(value_to_text).unwrap_or_default();
-            // Every key but the last is compared twice: greater, or equal
-            // and the rest greater.
-            let uses = if index + 1 < keys.len() { 2 } else { 1 };
-            for _ in 0..uses {
-                parameters.push(SqlValue::Text(value.clone()));
-            }
-        }
-    }
-    let mut order = vec![quote_ident(SYNCED_AT)];
-    order.extend(key_list);
-    sql.push_str(&format!(
-        " ORDER BY {} LIMIT {}",
-        order.join(", "),
-        query.limit
-    ));
     (sql, parameters)
 }
 
