@@ -64,8 +64,8 @@ async fn measure_parent_concurrency() {
     }
 }
 
-/// Pages through 100,000 parent rows of a DuckDB table 500 at a time, as a
-/// child entity does.
+/// Pages through 100,000 parent rows of a DuckDB table 2,000 at a time, as
+/// a child entity does.
 #[tokio::test]
 #[ignore = "a measurement, run by hand"]
 async fn measure_parent_row_reads() {
