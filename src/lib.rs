@@ -12,10 +12,12 @@
 //! - [`destination`]: DuckDB and PostgreSQL tables, typed columns that
 //!   widen as records demand, upserts, and the `_ferry` bookkeeping schema.
 //! - [`cli`]: the `ferry` command.
+//! - [`demo`]: `ferry demo`, with a local Stripe-compatible API.
 //!
 //! [`template`], [`jsonpath`] and [`redact`] serve all of them.
 
 pub mod cli;
+pub mod demo;
 pub mod destination;
 pub mod engine;
 pub mod jsonpath;

@@ -407,6 +407,25 @@ pub struct RawFields {
     pub rename: IndexMap<String, String>,
     #[serde(default)]
     pub types: IndexMap<String, FieldType>,
+    /// Readable names for fields named by id, looked up in another entity's records.
+    pub names: Option<RawFieldNames>,
+}
+
+/// Renames fields `<prefix><id>` to `<prefix><name>`, with the id → name
+/// pairs read from another entity of the connector at the start of each run
+/// (Close's `custom.cf_<id>` fields and its custom-field lists).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFieldNames {
+    /// Entity whose records hold the ids and names; fetched in full, never stored by this lookup.
+    pub from: String,
+    /// Field of those records that holds the id.
+    pub id: String,
+    /// Field of those records that holds the readable name.
+    pub name: String,
+    /// Text before the id in the renamed fields, kept before the name.
+    #[serde(default)]
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -490,6 +509,9 @@ pub struct RawWebhooks {
     /// JSONPath to the event type.
     #[serde(rename = "type")]
     pub event_type: String,
+    /// JSONPath to an action joined to the type with a dot, for APIs that
+    /// send them apart (Close: `lead` and `updated` route as `lead.updated`).
+    pub action: Option<String>,
     /// JSONPath to the changed object.
     pub object: String,
     /// JSONPath to the time the event happened, so a late event never overwrites a newer row.
