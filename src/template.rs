@@ -250,11 +250,34 @@ fn collect_parameter(parameter: &Parameter, found: &mut Vec<String>) {
     }
 }
 
-/// Helpers registered in [`registry`]: a bare name among them is a call, not a variable.
-const HELPERS: &[&str] = &["format_time", "url_encode", "default", "json"];
+/// Helpers registered below plus handlebars' built-in ones, because the
+/// registry does not expose its helper names.
+const HELPER_NAMES: &[&str] = &[
+    "format_time",
+    "url_encode",
+    "default",
+    "json",
+    "if",
+    "unless",
+    "each",
+    "with",
+    "lookup",
+    "raw",
+    "log",
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "and",
+    "or",
+    "not",
+    "len",
+];
 
 fn is_helper_name(name: &str) -> bool {
-    HELPERS.contains(&name)
+    HELPER_NAMES.contains(&name)
 }
 
 /// The one registry: helpers and settings, shared by every template.
@@ -406,7 +429,7 @@ fn describe_compile(error: &handlebars::TemplateError) -> String {
         Some((line, column)) => {
             format!("invalid template: {reason} (line {line}, column {column} of the template)")
         }
-        None => format!("invalid template: {reason}"),
+        _ => format!("invalid template: {reason}"),
     }
 }
 

@@ -62,8 +62,8 @@ fn connectors(catalog: &Catalog, json: bool) {
     }
     for connector in catalog.connectors.values() {
         let origin = match &connector.origin {
-            Origin::BuiltIn => "built-in".to_string(),
             Origin::File { path, .. } => path.clone(),
+            other => other.to_string(),
         };
         println!(
             "{:<16} {:>3} entities  {:<10} {}",

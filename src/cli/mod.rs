@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct ConfigArgs {
     /// Folder of connector and flow YAML files, read recursively [default: ./ferry.d]
-    #[arg(long, short = 'c', env = "FERRY_CONFIG")]
+    #[arg(long, short = 'c', env = "FERRY_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::ConfigArgs;
 use super::output::{Failure, print_json};
-use crate::engine::{self, FetchContext, HttpClient, Page};
+use crate::engine::{self, FetchContext, HttpClient};
 use crate::sync::run::target_for;
 
 #[derive(Debug, Args)]
@@ -66,26 +66,15 @@ pub async fn execute(args: PreviewArgs) -> Result<ExitCode, Failure> {
     let client = Arc::new(HttpClient::new(&flow).map_err(|error| Failure::run(error.message))?);
     let now = Utc::now();
     let start = engine::initial_position(&entity, None, now, false);
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Page>(1);
     let context = FetchContext {
         flow: flow.clone(),
         entity: entity.clone(),
         client,
         now,
     };
-    let fetch = tokio::spawn(engine::fetch(context, start, sender));
-    let first = receiver.recv().await;
-    drop(receiver);
-    let page = match first {
-        Some(page) => page,
-        None => {
-            return match fetch.await {
-                Ok(Err(error)) => Err(Failure::run(error.message)),
-                _ => Err(Failure::run("the API returned no page")),
-            };
-        }
-    };
-    fetch.abort();
+    let page = engine::fetch_first_page(&context, start)
+        .await
+        .map_err(|error| Failure::run(error.message))?;
 
     let target = target_for(&flow, &entity, false);
     let columns =

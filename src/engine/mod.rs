@@ -7,12 +7,36 @@
 //! place to resume from. A fetch that fails for good returns a
 //! [`FetchError`]; the pages sent before it are still committed.
 //!
-//! - `http`: one reqwest client per connector run, retries, backoff,
-//!   `Retry-After`, the shared rate limit, timeouts.
+//! - `fetch`: the page loop of one entity, and the connection check.
+//! - `client`: one reqwest client per flow run: TLS roots, proxies,
+//!   timeouts, the shared rate limit (`rate_limit`), and retries with
+//!   backoff and `Retry-After` (`retry`).
 //! - `auth`: credentials for each request.
 //! - `request`: templates rendered into concrete requests.
-//! - `pagination`: the next request after each page, and loop detection.
-//! - `extract`: records out of a response body, field rules, primary keys.
+//! - `pagination`: the next request after each page (`link` reads RFC 8288
+//!   `Link` headers).
+//! - `extract`: records out of a response body (`bigquery` decodes typed
+//!   rows), field rules, primary keys.
+//! - `incremental`: where a run starts, lookback, windows, cursor maxima.
+
+mod auth;
+mod bigquery;
+mod client;
+mod extract;
+mod fetch;
+mod incremental;
+mod link;
+mod pagination;
+mod rate_limit;
+mod request;
+mod retry;
+
+pub use client::HttpClient;
+pub use extract::output_field_name;
+pub use fetch::{FetchContext, check_connection, fetch, fetch_first_page};
+pub use incremental::{
+    compare_cursors, first_window, initial_position, max_cursor, next_window, subtract_lookback,
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -127,6 +151,3 @@ impl FetchError {
         }
     }
 }
-
-mod stub;
-pub use stub::{FetchContext, HttpClient, check_connection, fetch, initial_position, max_cursor};

@@ -29,7 +29,12 @@ pub struct Catalog {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     BuiltIn,
-    File { path: String, line: usize },
+    File {
+        path: String,
+        line: usize,
+    },
+    /// `ferry sync -s CONNECTOR …`: a flow made from command-line options.
+    CommandLine,
 }
 
 impl std::fmt::Display for Origin {
@@ -37,6 +42,7 @@ impl std::fmt::Display for Origin {
         match self {
             Origin::BuiltIn => write!(f, "built-in"),
             Origin::File { path, line } => write!(f, "{path}:{line}"),
+            Origin::CommandLine => write!(f, "the command line"),
         }
     }
 }

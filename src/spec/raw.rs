@@ -9,18 +9,18 @@
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The `kind` of a document, read before the document itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub enum Kind {
     Connector,
     Flow,
 }
 
 /// A `kind: Connector` document: how to talk to one HTTP API.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConnector {
     /// Always `Connector`.
@@ -45,7 +45,7 @@ pub struct RawConnector {
 }
 
 /// One key of a connector's `config`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfigField {
     #[serde(rename = "type", default)]
@@ -63,7 +63,7 @@ pub struct RawConfigField {
     pub allowed: Option<Vec<Value>>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConfigType {
     #[default]
@@ -75,7 +75,7 @@ pub enum ConfigType {
     Array,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     /// Template; every entity path is joined to it with exactly one slash.
@@ -97,7 +97,7 @@ pub struct RawHttp {
 }
 
 /// Authentication, chosen by `type`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawAuth {
     None,
@@ -149,7 +149,7 @@ pub enum RawAuth {
     },
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiKeyLocation {
     #[default]
@@ -157,7 +157,7 @@ pub enum ApiKeyLocation {
     Query,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
     /// Shared by every run that uses the same credentials.
@@ -166,7 +166,7 @@ pub struct RawRateLimit {
     pub burst: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
     /// Every attempt counts, the first included; 1 means no retry. Default 6.
@@ -179,7 +179,7 @@ pub struct RawRetry {
     pub max_backoff_seconds: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCheck {
     pub path: String,
@@ -192,7 +192,7 @@ pub struct RawCheck {
     pub body: Option<Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum HttpMethod {
     Get,
@@ -200,7 +200,7 @@ pub enum HttpMethod {
 }
 
 /// One entity: a request sequence whose records fill one table.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEntity {
     pub description: Option<String>,
@@ -244,7 +244,7 @@ pub struct RawEntity {
     pub parameters: IndexMap<String, RawConfigField>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum PrimaryKey {
     One(String),
@@ -260,7 +260,7 @@ impl PrimaryKey {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawGraphql {
     pub query: String,
@@ -271,14 +271,14 @@ pub struct RawGraphql {
 }
 
 /// Where records are: a JSONPath, or rows to zip with column names or a schema.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RawRecords {
     Path(String),
     Rows(RawRows),
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRows {
     /// JSONPath to the row arrays.
@@ -290,7 +290,7 @@ pub struct RawRows {
 }
 
 /// Pagination, chosen by `type`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawPagination {
     /// One request, no pages.
@@ -339,14 +339,14 @@ pub enum RawPagination {
 }
 
 /// Where a value goes in a request: a query parameter name, or `{in, name}`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RawParam {
     Query(String),
     Placed(RawPlacedParam),
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPlacedParam {
     #[serde(rename = "in")]
@@ -355,7 +355,7 @@ pub struct RawPlacedParam {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ParamLocation {
     Query,
@@ -363,7 +363,7 @@ pub enum ParamLocation {
     Header,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawIncremental {
     /// Field of each record whose maximum the state keeps.
@@ -377,7 +377,7 @@ pub struct RawIncremental {
     pub window: Option<RawWindow>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWindow {
     /// Length of one window: `7d`, `12h`, `30m`.
@@ -386,7 +386,7 @@ pub struct RawWindow {
     pub end_param: Option<RawParam>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Order {
     #[default]
@@ -394,7 +394,7 @@ pub enum Order {
     Descending,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFields {
     /// Keep only these fields.
@@ -428,7 +428,7 @@ pub struct RawFieldNames {
     pub prefix: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldType {
     TimestampIso,
@@ -440,7 +440,7 @@ pub enum FieldType {
     String,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawParent {
     pub entity: String,
@@ -453,7 +453,7 @@ pub struct RawParent {
 
 /// A change feed: a second request used once the entity has state, whose
 /// records carry changed objects (Stripe's `/v1/events`).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawChanges {
     pub path: String,
@@ -474,7 +474,7 @@ pub struct RawChanges {
     pub order: Option<Order>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDeletionMarker {
     /// JSONPath inside each change record.
@@ -484,7 +484,7 @@ pub struct RawDeletionMarker {
     pub values: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusAction {
     Ignore,
@@ -492,7 +492,7 @@ pub enum StatusAction {
     Fail,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawChunk {
     pub records: Option<u64>,
@@ -500,7 +500,7 @@ pub struct RawChunk {
 }
 
 /// How webhook events reach entity tables.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWebhooks {
     pub signature: RawSignature,
@@ -520,7 +520,7 @@ pub struct RawWebhooks {
     pub routes: Vec<RawWebhookRoute>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWebhookRoute {
     pub events: Vec<String>,
@@ -530,7 +530,7 @@ pub struct RawWebhookRoute {
     pub delete: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawSignature {
     /// `Stripe-Signature: t=<unix>,v1=<hex>` over `"<t>.<body>"`.
@@ -549,14 +549,14 @@ pub enum RawSignature {
     },
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HmacAlgorithm {
     #[default]
     Sha256,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SignatureEncoding {
     #[default]
@@ -566,7 +566,7 @@ pub enum SignatureEncoding {
 
 /// A `kind: Flow` document: which connector, with which values, into which
 /// destination, and when.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFlow {
     /// Always `Flow`.
@@ -593,7 +593,7 @@ pub struct RawFlow {
     pub alert: Option<RawAlert>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
     pub connector: String,
@@ -602,7 +602,7 @@ pub struct RawSource {
     pub config: IndexMap<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RawFlowEntities {
     List(Vec<String>),
@@ -610,7 +610,7 @@ pub enum RawFlowEntities {
     Map(IndexMap<String, IndexMap<String, Value>>),
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncMode {
     #[default]
@@ -618,14 +618,14 @@ pub enum SyncMode {
     FullRefresh,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeletedRows {
     Delete,
     Mark,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFlowWebhook {
     /// Signing secret; several (during a rotation) as a list.
@@ -634,21 +634,21 @@ pub struct RawFlowWebhook {
     pub action: Option<WebhookAction>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum SecretList {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookAction {
     Upsert,
     Trigger,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAlert {
     /// URL that receives a JSON POST when the flow fails after its retries and when it recovers.

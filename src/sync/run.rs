@@ -131,14 +131,7 @@ impl std::fmt::Display for RunError {
 
 /// The table an entity of a flow writes to, and how.
 pub fn target_for(flow: &Flow, entity: &Entity, resuming: bool) -> EntityTarget {
-    let output_name = |field: &String| {
-        entity
-            .fields
-            .rename
-            .get(field)
-            .cloned()
-            .unwrap_or_else(|| field.clone())
-    };
+    let output_name = |field: &String| engine::output_field_name(&entity.fields, field).to_string();
     let mode = entity_mode(flow, entity);
     EntityTarget {
         flow: flow.name.clone(),

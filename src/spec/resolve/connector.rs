@@ -1,0 +1,502 @@
+//! A connector document into a [`Connector`] plan: config declarations,
+//! HTTP settings, entities, templates and webhooks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use super::compile::{self, Problems};
+use super::entity::{EntityContext, EntityMode, resolve_entity};
+use super::names;
+use super::site::{EntitySite, Site};
+use super::values;
+use super::variables::Scope;
+use super::webhooks;
+use crate::spec::plan::{
+    AuthPlan, ConfigField, Connector, EntityTemplate, HttpMethod, HttpPlan, Origin, RateLimit,
+    RequestPlan, RetryPolicy,
+};
+use crate::spec::raw::{RawAuth, RawCheck, RawConfigField, RawConnector, RawHttp};
+
+const DEFAULT_TIMEOUT_SECONDS: f64 = 30.0;
+
+/// A connector document and what reading it left out.
+pub struct ConnectorSource<'a> {
+    pub raw: &'a RawConnector,
+    pub site: Site,
+    /// Entries left out because they did not deserialize: `(section, key)`.
+    pub pruned: &'a [(String, String)],
+    pub origin: Origin,
+}
+
+/// Resolves a connector; `None` when it had any problem, reading problems
+/// (pruned entries) included.
+pub fn resolve_connector(
+    source: &ConnectorSource<'_>,
+    problems: &mut Problems,
+) -> Option<Connector> {
+    let raw = source.raw;
+    let site = EntitySite::Plain(source.site.clone());
+    let mark = problems.len();
+    let pruned_in = |section: &str| -> Vec<String> {
+        source
+            .pruned
+            .iter()
+            .filter(|(pruned_section, _)| pruned_section == section)
+            .map(|(_, key)| key.clone())
+            .collect()
+    };
+    let broken_config = pruned_in("config");
+
+    names::check_name(&raw.name, "connector", &source.site, problems);
+    let config = config_fields(&raw.config, &site, &["config"], "config key", problems);
+    let scope = Scope {
+        config: &config,
+        broken_config: &broken_config,
+        request: None,
+    };
+    let http = http_plan(&raw.http, &site, &scope, problems);
+    let check = match &raw.check {
+        Some(check) => check_plan(check, &site, &scope, problems).map(Some),
+        None => Some(None),
+    };
+
+    let mut entity_names: Vec<String> = raw.entities.keys().cloned().collect();
+    entity_names.extend(pruned_in("entities"));
+    check_template_names(raw, &source.site, problems);
+    check_parent_cycles(raw, &source.site, problems);
+
+    let context = EntityContext {
+        connector: &raw.name,
+        config: &config,
+        broken_config: &broken_config,
+        entity_names: &entity_names,
+        base_url: &raw.http.base_url,
+    };
+    let mut entities = IndexMap::new();
+    for (name, entity) in &raw.entities {
+        let entity_site = EntitySite::Plain(source.site.child(&["entities", name]));
+        let resolved = resolve_entity(
+            name,
+            entity,
+            EntityMode::Entity,
+            &context,
+            &entity_site,
+            problems,
+        );
+        if let Some(resolved) = resolved {
+            entities.insert(name.clone(), Arc::new(resolved));
+        }
+    }
+    let mut templates = IndexMap::new();
+    for (name, template) in &raw.templates {
+        let template_site = source.site.child(&["templates", name]);
+        let plain_site = EntitySite::Plain(template_site.clone());
+        let parameters = config_fields(
+            &template.parameters,
+            &plain_site,
+            &["parameters"],
+            "parameter",
+            problems,
+        );
+        let mode = EntityMode::Template {
+            name,
+            parameters: &parameters,
+        };
+        resolve_entity(name, template, mode, &context, &plain_site, problems);
+        templates.insert(
+            name.clone(),
+            Arc::new(EntityTemplate {
+                name: name.clone(),
+                description: template.description.clone(),
+                parameters,
+                raw: template.clone(),
+            }),
+        );
+    }
+    let webhooks = match &raw.webhooks {
+        Some(raw_webhooks) => {
+            webhooks::resolve(raw_webhooks, &entity_names, &source.site, problems).map(Some)
+        }
+        None => Some(None),
+    };
+
+    if !problems.clean_since(mark) || !source.pruned.is_empty() {
+        return None;
+    }
+    Some(Connector {
+        name: raw.name.clone(),
+        version: raw.version.clone(),
+        description: raw.description.clone(),
+        origin: source.origin.clone(),
+        config,
+        http: http?,
+        check: check?,
+        entities,
+        templates,
+        webhooks: webhooks?,
+    })
+}
+
+/// Resolves config key (or template parameter) declarations; a default or
+/// `enum` value that does not fit the declared type is reported.
+pub fn config_fields(
+    raw: &IndexMap<String, RawConfigField>,
+    site: &EntitySite,
+    relative: &[&str],
+    noun: &str,
+    problems: &mut Problems,
+) -> IndexMap<String, ConfigField> {
+    let mut fields = IndexMap::new();
+    for (key, declared) in raw {
+        let field = ConfigField {
+            value_type: declared.value_type,
+            secret: declared.secret,
+            default: declared.default.clone(),
+            required: declared.required.unwrap_or(declared.default.is_none()),
+            description: declared.description.clone(),
+            allowed: declared.allowed.clone(),
+        };
+        let path = compile::extend(relative, key);
+        if let Some(default) = &field.default {
+            let label = format!("default of {noun} \"{key}\"");
+            if let Err(message) = values::check_value(default, &field, &label) {
+                problems.push(site.value(&compile::extend(&path, "default"), message));
+            }
+        }
+        let unconstrained = ConfigField {
+            allowed: None,
+            ..field.clone()
+        };
+        for (i, allowed) in field.allowed.iter().flatten().enumerate() {
+            let label = format!("enum value of {noun} \"{key}\"");
+            if let Err(message) = values::check_value(allowed, &unconstrained, &label) {
+                let index = i.to_string();
+                let mut at = compile::extend(&path, "enum");
+                at.push(&index);
+                problems.push(site.value(&at, message));
+            }
+        }
+        fields.insert(key.clone(), field);
+    }
+    fields
+}
+
+fn http_plan(
+    raw: &RawHttp,
+    site: &EntitySite,
+    scope: &Scope<'_>,
+    problems: &mut Problems,
+) -> Option<HttpPlan> {
+    let base_url = base_url(&raw.base_url, site, scope, problems);
+    let headers = compile::template_map(&raw.headers, site, &["http", "headers"], scope, problems);
+    let params =
+        compile::template_value_map(&raw.params, site, &["http", "params"], scope, problems);
+    let auth = match &raw.auth {
+        Some(auth) => auth_plan(auth, site, scope, problems),
+        None => Some(AuthPlan::None),
+    };
+    let rate_limit = match &raw.rate_limit {
+        None => Some(None),
+        Some(limit) => {
+            let mark = problems.len();
+            let rate = limit.requests_per_second;
+            if !(rate.is_finite() && rate > 0.0) {
+                problems.push(site.value(
+                    &["http", "rate_limit", "requests_per_second"],
+                    format!(
+                        "http.rate_limit.requests_per_second must be greater than 0, found {rate}"
+                    ),
+                ));
+            }
+            if limit.burst == Some(0) {
+                problems.push(site.value(
+                    &["http", "rate_limit", "burst"],
+                    "http.rate_limit.burst must be at least 1, found 0",
+                ));
+            }
+            problems.clean_since(mark).then(|| {
+                Some(RateLimit {
+                    requests_per_second: rate,
+                    burst: limit.burst.unwrap_or(1),
+                })
+            })
+        }
+    };
+    let retry = retry_policy(raw, site, problems);
+    let timeout = compile::positive_seconds(
+        raw.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+        site,
+        &["http", "timeout_seconds"],
+        problems,
+    );
+    Some(HttpPlan {
+        base_url: base_url?,
+        headers: headers?,
+        params: params?,
+        auth: auth?,
+        rate_limit: rate_limit?,
+        retry: retry?,
+        timeout: timeout?,
+        allow_cross_host: raw.allow_cross_host,
+    })
+}
+
+/// Compiles `http.base_url`; one without templates must already be an
+/// http(s) URL (one with templates is checked per flow, once rendered).
+fn base_url(
+    text: &str,
+    site: &EntitySite,
+    scope: &Scope<'_>,
+    problems: &mut Problems,
+) -> Option<crate::template::Template> {
+    let relative = ["http", "base_url"];
+    if text.trim().is_empty() {
+        problems.push(site.value(&relative, "http.base_url must not be empty"));
+        return None;
+    }
+    let template = compile::template(text, site, &relative, scope, problems)?;
+    if template.is_static()
+        && let Err(message) = super::urls::check_http_url(text)
+    {
+        problems.push(site.value(
+            &relative,
+            format!("http.base_url {message}; write it like https://api.example.com"),
+        ));
+        return None;
+    }
+    Some(template)
+}
+
+fn retry_policy(raw: &RawHttp, site: &EntitySite, problems: &mut Problems) -> Option<RetryPolicy> {
+    let defaults = RetryPolicy::default();
+    let Some(retry) = &raw.retry else {
+        return Some(defaults);
+    };
+    let mark = problems.len();
+    if retry.max_attempts == Some(0) {
+        problems.push(site.value(
+            &["http", "retry", "max_attempts"],
+            "http.retry.max_attempts must be at least 1 (1 means no retry), found 0",
+        ));
+    }
+    let seconds =
+        |value: Option<f64>, field: &str, default: Duration, problems: &mut Problems| match value {
+            Some(value) => {
+                compile::non_negative_seconds(value, site, &["http", "retry", field], problems)
+            }
+            None => Some(default),
+        };
+    let max_wait = seconds(
+        retry.max_wait_seconds,
+        "max_wait_seconds",
+        defaults.max_wait,
+        problems,
+    );
+    let initial_backoff = seconds(
+        retry.initial_backoff_seconds,
+        "initial_backoff_seconds",
+        defaults.initial_backoff,
+        problems,
+    );
+    let max_backoff = seconds(
+        retry.max_backoff_seconds,
+        "max_backoff_seconds",
+        defaults.max_backoff,
+        problems,
+    );
+    if !problems.clean_since(mark) {
+        return None;
+    }
+    Some(RetryPolicy {
+        max_attempts: retry.max_attempts.unwrap_or(defaults.max_attempts),
+        max_wait: max_wait?,
+        initial_backoff: initial_backoff?,
+        max_backoff: max_backoff?,
+    })
+}
+
+fn auth_plan(
+    raw: &RawAuth,
+    site: &EntitySite,
+    scope: &Scope<'_>,
+    problems: &mut Problems,
+) -> Option<AuthPlan> {
+    let text = |value: &str, field: &'static str, problems: &mut Problems| {
+        compile::template(value, site, &["http", "auth", field], scope, problems)
+    };
+    Some(match raw {
+        RawAuth::None => AuthPlan::None,
+        RawAuth::Bearer { token } => AuthPlan::Bearer {
+            token: text(token, "token", problems)?,
+        },
+        RawAuth::ApiKey {
+            location,
+            name,
+            value,
+        } => {
+            let value = text(value, "value", problems);
+            if name.trim().is_empty() {
+                problems.push(site.value(
+                    &["http", "auth", "name"],
+                    "http.auth.name must not be empty",
+                ));
+                return None;
+            }
+            AuthPlan::ApiKey {
+                location: *location,
+                name: name.clone(),
+                value: value?,
+            }
+        }
+        RawAuth::Basic { username, password } => {
+            let username = text(username, "username", problems);
+            let password = text(password, "password", problems);
+            AuthPlan::Basic {
+                username: username?,
+                password: password?,
+            }
+        }
+        RawAuth::Oauth2ClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            scopes,
+            extra,
+        } => {
+            let token_url = text(token_url, "token_url", problems);
+            let client_id = text(client_id, "client_id", problems);
+            let client_secret = text(client_secret, "client_secret", problems);
+            let extra =
+                compile::template_map(extra, site, &["http", "auth", "extra"], scope, problems);
+            AuthPlan::OAuth2ClientCredentials {
+                token_url: token_url?,
+                client_id: client_id?,
+                client_secret: client_secret?,
+                scopes: scopes.clone(),
+                extra: extra?,
+            }
+        }
+        RawAuth::Oauth2RefreshToken {
+            token_url,
+            client_id,
+            client_secret,
+            refresh_token,
+            scopes,
+            extra,
+        } => {
+            let token_url = text(token_url, "token_url", problems);
+            let client_id = text(client_id, "client_id", problems);
+            let client_secret = text(client_secret, "client_secret", problems);
+            let refresh_token = text(refresh_token, "refresh_token", problems);
+            let extra =
+                compile::template_map(extra, site, &["http", "auth", "extra"], scope, problems);
+            AuthPlan::OAuth2RefreshToken {
+                token_url: token_url?,
+                client_id: client_id?,
+                client_secret: client_secret?,
+                refresh_token: refresh_token?,
+                scopes: scopes.clone(),
+                extra: extra?,
+            }
+        }
+        RawAuth::JwtServiceAccount {
+            service_account,
+            scopes,
+            token_url,
+            subject,
+        } => {
+            let service_account = text(service_account, "service_account", problems);
+            let token_url = token_url
+                .as_ref()
+                .map(|url| text(url, "token_url", problems))
+                .map_or(Some(None), |compiled| compiled.map(Some));
+            let subject = subject
+                .as_ref()
+                .map(|subject| text(subject, "subject", problems))
+                .map_or(Some(None), |compiled| compiled.map(Some));
+            AuthPlan::JwtServiceAccount {
+                service_account: service_account?,
+                scopes: scopes.clone(),
+                token_url: token_url?,
+                subject: subject?,
+            }
+        }
+    })
+}
+
+fn check_plan(
+    raw: &RawCheck,
+    site: &EntitySite,
+    scope: &Scope<'_>,
+    problems: &mut Problems,
+) -> Option<RequestPlan> {
+    let path = compile::template(&raw.path, site, &["check", "path"], scope, problems);
+    let params =
+        compile::template_value_map(&raw.params, site, &["check", "params"], scope, problems);
+    let headers = compile::template_map(&raw.headers, site, &["check", "headers"], scope, problems);
+    let body = match &raw.body {
+        Some(body) => {
+            compile::template_value(body, site, &["check", "body"], scope, problems).map(Some)
+        }
+        None => Some(None),
+    };
+    let default_method = if raw.body.is_some() {
+        HttpMethod::Post
+    } else {
+        HttpMethod::Get
+    };
+    Some(RequestPlan {
+        method: raw.method.unwrap_or(default_method),
+        path: path?,
+        params: params?,
+        headers: headers?,
+        body: body?,
+    })
+}
+
+/// Reports templates named like an entity, because a flow's `entities`
+/// entry with that name would be ambiguous.
+fn check_template_names(raw: &RawConnector, site: &Site, problems: &mut Problems) {
+    for name in raw.templates.keys() {
+        if raw.entities.contains_key(name) {
+            problems.push(site.key(
+                &["templates", name],
+                format!("template \"{name}\" has the same name as an entity of this connector; rename one of them"),
+            ));
+        }
+    }
+}
+
+/// Reports each entity whose chain of parents leads back to itself.
+fn check_parent_cycles(raw: &RawConnector, site: &Site, problems: &mut Problems) {
+    for start in raw.entities.keys() {
+        let mut chain = vec![start.as_str()];
+        let mut current = start.as_str();
+        while let Some(parent) = raw
+            .entities
+            .get(current)
+            .and_then(|entity| entity.parent.as_ref())
+        {
+            let parent = parent.entity.as_str();
+            if parent == start && chain.len() > 1 {
+                chain.push(parent);
+                problems.push(site.value(
+                    &["entities", start, "parent", "entity"],
+                    format!(
+                        "entity \"{start}\" is its own ancestor: {}",
+                        chain.join(" -> ")
+                    ),
+                ));
+                break;
+            }
+            // A chain that loops without `start` is reported from its members.
+            if chain.contains(&parent) {
+                break;
+            }
+            chain.push(parent);
+            current = parent;
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests: one binary made of topic modules.
+
+mod support;
+
+mod auth;
+mod http;
+mod incremental;
+mod pagination;
+mod records;
+mod spec;
+mod tls;
