@@ -289,6 +289,7 @@ mod tests {
             exclude: vec!["secret".into()],
             rename: IndexMap::from([("id".to_string(), "external_id".to_string())]),
             types: IndexMap::new(),
+            names: None,
         };
         let rules = FieldRules::new(&fields);
         let record = json!({"a": 1, "id": 2, "secret": 3, "z": 4});

@@ -414,7 +414,7 @@ pub struct RawFields {
 /// Renames fields `<prefix><id>` to `<prefix><name>`, with the id → name
 /// pairs read from another entity of the connector at the start of each run
 /// (Close's `custom.cf_<id>` fields and its custom-field lists).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFieldNames {
     /// Entity whose records hold the ids and names; fetched in full, never stored by this lookup.
