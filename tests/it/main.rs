@@ -3,9 +3,11 @@
 mod support;
 
 mod auth;
+mod destination;
 mod http;
 mod incremental;
 mod pagination;
 mod records;
 mod spec;
+mod sync;
 mod tls;
