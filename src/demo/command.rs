@@ -226,11 +226,17 @@ fn failed_entities(report: &FlowReport) -> Result<(), DemoError> {
 
 /// Counts the rows of each demo table, reading the DuckDB file directly.
 async fn count_rows(db: &Path, schema: &str) -> Result<Vec<(String, u64)>, DemoError> {
-    let path = db.to_path_buf();
+    let path = db.display().to_string();
     let schema = schema.to_string();
     let display = db.display().to_string();
     let counted = tokio::task::spawn_blocking(move || -> Result<Vec<(String, u64)>, String> {
-        let connection = duckdb::Connection::open(&path).map_err(|error| error.to_string())?;
+        // A second `Connection::open` of the file fails in this process, so
+        // the destination's shared database handle is used instead.
+        let destination = crate::destination::duckdb::DuckDbDestination::open(&path)
+            .map_err(|error| error.to_string())?;
+        let connection = destination
+            .connection()
+            .map_err(|error| error.to_string())?;
         let mut tables = Vec::new();
         for entity in DEMO_ENTITIES {
             let sql = format!("select count(*) from \"{schema}\".\"{entity}\"");

@@ -45,6 +45,7 @@ pub async fn fetch(
     pages: Sender<Page>,
 ) -> Result<(), FetchError> {
     let mut reader = EntityReader::new(&ctx.flow, &ctx.entity, &ctx.client, ctx.now)?;
+    reader.load_field_names().await?;
     tracing::info!(
         flow = %ctx.flow.name,
         entity = %ctx.entity.name,
@@ -107,6 +108,7 @@ pub async fn fetch(
 /// Fetches the single page at `start`, for previews and connection checks.
 pub async fn fetch_first_page(ctx: &FetchContext, start: Position) -> Result<Page, FetchError> {
     let mut reader = EntityReader::new(&ctx.flow, &ctx.entity, &ctx.client, ctx.now)?;
+    reader.load_field_names().await?;
     reader.read_page(&start).await.map(|read| read.page)
 }
 
@@ -152,16 +154,17 @@ pub async fn check_connection(flow: &Flow) -> Result<(), FetchError> {
 
 /// A page and, when the page revealed one, the error that ends the fetch
 /// after it is delivered.
-struct PageRead {
-    page: Page,
-    error: Option<FetchError>,
+pub(crate) struct PageRead {
+    pub(crate) page: Page,
+    pub(crate) error: Option<FetchError>,
 }
 
 /// Reads an entity page by page and tracks what loop detection needs.
-struct EntityReader<'a> {
+pub(crate) struct EntityReader<'a> {
     flow: &'a Flow,
     entity: &'a Entity,
     client: &'a HttpClient,
+    now: DateTime<Utc>,
     extractor: Extractor,
     /// The template context; `state` and `window` follow the position.
     context: Value,
@@ -181,7 +184,7 @@ struct SequenceGuard {
 }
 
 impl<'a> EntityReader<'a> {
-    fn new(
+    pub(crate) fn new(
         flow: &'a Flow,
         entity: &'a Entity,
         client: &'a HttpClient,
@@ -192,6 +195,7 @@ impl<'a> EntityReader<'a> {
             flow,
             entity,
             client,
+            now,
             extractor: Extractor::new(entity),
             context: template_context(flow, &entity.parameters, now),
             context_window: None,
@@ -200,7 +204,20 @@ impl<'a> EntityReader<'a> {
         })
     }
 
-    async fn read_page(&mut self, position: &Position) -> Result<PageRead, FetchError> {
+    /// Reads the id → name pairs of `fields.names`, when the entity has it,
+    /// into the field rules.
+    pub(crate) async fn load_field_names(&mut self) -> Result<(), FetchError> {
+        let Some(names) = &self.entity.fields.names else {
+            return Ok(());
+        };
+        let renames =
+            super::names::lookup(self.flow, &self.entity.name, names, self.client, self.now)
+                .await?;
+        self.extractor.add_renames(renames);
+        Ok(())
+    }
+
+    pub(crate) async fn read_page(&mut self, position: &Position) -> Result<PageRead, FetchError> {
         let entity = self.entity;
         if self.pages_read >= entity.max_pages {
             return Err(FetchError::new(
@@ -345,6 +362,7 @@ impl<'a> EntityReader<'a> {
                 Ok(PageRead {
                     page: Page {
                         records: extracted.records,
+                        deletions: Vec::new(),
                         next: Some(next),
                         cursor_max: extracted.cursor_max,
                         requests: exchange.attempts,
@@ -383,6 +401,7 @@ impl<'a> EntityReader<'a> {
         PageRead {
             page: Page {
                 records,
+                deletions: Vec::new(),
                 next,
                 cursor_max,
                 requests: exchange.attempts,

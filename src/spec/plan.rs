@@ -298,7 +298,6 @@ pub struct FieldNames {
     pub prefix: String,
 }
 
-
 impl FieldsPlan {
     pub fn is_identity(&self) -> bool {
         self.include.is_empty()

@@ -2,6 +2,7 @@
 //!
 //! - `state`: the per-entity state document (cursor, resume position).
 //! - `run`: one entity's chunk loop.
+//! - `changes`: when an entity reads its change feed, and the feed position.
 //!
 //! [`run_flow`] runs the selected entities of a flow, a few at a time, each
 //! with its own destination handle. Within one process an entity never runs
@@ -9,6 +10,7 @@
 //! destination's own lock (DuckDB's file lock, PostgreSQL advisory locks)
 //! does the same.
 
+pub mod changes;
 pub mod run;
 pub mod state;
 

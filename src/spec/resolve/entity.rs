@@ -12,9 +12,9 @@ use super::site::EntitySite;
 use super::variables::{RequestScope, Scope};
 use crate::spec::fingerprint::fingerprint;
 use crate::spec::plan::{
-    ChangeFeed, ChunkPlan, ConfigField, DeletionMarker, Entity, FieldNames, FieldsPlan, GraphqlPlan,
-    HttpMethod, Incremental, Order, ParamLocation, ParentPlan, RecordsPlan, RequestPlan,
-    StatusAction, Window,
+    ChangeFeed, ChunkPlan, ConfigField, DeletionMarker, Entity, FieldNames, FieldsPlan,
+    GraphqlPlan, HttpMethod, Incremental, Order, ParamLocation, ParentPlan, RecordsPlan,
+    RequestPlan, StatusAction, Window,
 };
 use crate::spec::raw::{RawChanges, RawEntity, RawFields, RawIncremental, RawRecords};
 use crate::spec::suggest;
@@ -461,7 +461,11 @@ fn field_names(
             &["fields", "names", "from"],
             format!("fields.names.from: entity \"{name}\" cannot look up its own field names"),
         ));
-    } else if !context.entity_names.iter().any(|known| known == &names.from) {
+    } else if !context
+        .entity_names
+        .iter()
+        .any(|known| known == &names.from)
+    {
         let known: Vec<&str> = context.entity_names.iter().map(String::as_str).collect();
         let hint = suggest::hint(&names.from, &known, "other entities");
         problems.push(site.value(
