@@ -283,3 +283,61 @@ async fn chunk_commits_after_its_seconds() {
     assert_eq!(report.runs[0].outcome, Outcome::Succeeded);
     assert_eq!(table(&setup.db), expected_rows(6));
 }
+
+/// Runs the real binary with the test's token in its environment.
+fn ferry(setup: &Setup, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .args(args)
+        .arg("--config")
+        .arg(&setup.config)
+        .env("API_TOKEN", "tok_test_123456")
+        .env("RUST_LOG", "warn")
+        .env_remove("FERRY_LOG_FORMAT");
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_process_resumes_exactly() {
+    let api = Api::start(records(90)).await;
+    api.with(|state| state.page_delay = Duration::from_millis(40));
+    let setup = setup(api, false, 0);
+
+    // Kill the process three times at different points of the 30 pages
+    // (each run resumes, so the counts are per run), then let it finish.
+    for requests_before_kill in [4, 5, 7] {
+        let mut child = ferry(&setup, &["sync", "test"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while setup.api.requests().len() < requests_before_kill {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sync did not progress"
+            );
+            if child.try_wait().unwrap().is_some() {
+                let output = child.wait_with_output().unwrap();
+                panic!(
+                    "the sync ended before the kill: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        setup.api.clear_requests();
+    }
+
+    let status = ferry(&setup, &["sync", "test"]).status().unwrap();
+    assert!(status.success());
+    // The last run started after the committed chunks, not at the beginning.
+    let first = setup.api.requests().first().cloned().unwrap();
+    assert!(
+        first.contains("cursor="),
+        "restarted from the beginning: {first}"
+    );
+    assert_eq!(table(&setup.db), expected_rows(90));
+    assert_eq!(state(&setup.db), json!({"cursor": timestamp(89)}));
+}
