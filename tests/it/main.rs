@@ -1,5 +1,6 @@
 //! Integration tests: one binary made of topic modules.
 
+mod emulator;
 mod support;
 
 mod auth;
@@ -10,5 +11,6 @@ mod incremental;
 mod pagination;
 mod records;
 mod spec;
+mod stripe;
 mod sync;
 mod tls;

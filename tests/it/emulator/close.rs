@@ -1,0 +1,1 @@
+//! Close: see the module list in `emulator`.

@@ -1,0 +1,1 @@
+//! PostHog: see the module list in `emulator`.
