@@ -7,6 +7,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
+use super::starts;
 use super::compile::Problems;
 use super::destination::{self, DEFAULT_DESTINATION};
 use super::flow_entities;
@@ -72,6 +73,10 @@ pub fn resolve_flow(
         secrets.extend(selection.secrets);
         Some(selection.entities)
     });
+    let entities = match (entities, &config) {
+        (Some(entities), Some(config)) => starts::render(entities, config, site, problems),
+        (entities, _) => entities,
+    };
     let trigger = trigger(raw, site, &expander, problems);
     let mode = raw.mode.unwrap_or(SyncMode::Incremental);
     if raw.deleted_rows.is_some() && mode != SyncMode::FullRefresh {

@@ -15,6 +15,7 @@ mod flow_entities;
 mod names;
 mod pagination;
 mod schedule;
+mod starts;
 pub(crate) mod site;
 mod tables;
 mod urls;
