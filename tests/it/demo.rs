@@ -53,10 +53,7 @@ async fn demo_loads_tables_then_reads_feed() {
         .filter(|invoice| invoice["status"] == "paid")
         .count();
     assert_eq!(statuses[0][0], paid.to_string());
-    assert_eq!(
-        statuses[0][1],
-        (expected.invoices.len() - paid).to_string()
-    );
+    assert_eq!(statuses[0][1], (expected.invoices.len() - paid).to_string());
 
     assert!(output.contains("stripe.customers"), "{output}");
     assert!(output.contains("0 new or changed records"), "{output}");

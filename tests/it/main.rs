@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod cli;
+mod close;
 mod demo;
 mod destination;
 mod http;

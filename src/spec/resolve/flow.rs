@@ -7,13 +7,13 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
-use super::starts;
 use super::compile::Problems;
 use super::destination::{self, DEFAULT_DESTINATION};
 use super::flow_entities;
 use super::names;
 use super::schedule;
 use super::site::Site;
+use super::starts;
 use super::urls;
 use super::values::{self, Given, Naming, Part, ValueProblem};
 use crate::spec::EnvLookup;

@@ -34,7 +34,8 @@ pub fn render(
             if !start.contains("{{") {
                 return entity;
             }
-            let value = Template::compile(start).and_then(|template| template.render_value(&context));
+            let value =
+                Template::compile(start).and_then(|template| template.render_value(&context));
             match value {
                 Ok(value) => {
                     let mut changed = (*entity).clone();
