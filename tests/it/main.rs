@@ -11,6 +11,7 @@ mod destination;
 mod http;
 mod incremental;
 mod pagination;
+mod posthog;
 mod records;
 mod spec;
 mod stripe;

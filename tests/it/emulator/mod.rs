@@ -33,9 +33,14 @@ pub struct Recorded {
     /// Query pairs, decoded, in order.
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
+    pub body: Vec<u8>,
 }
 
 impl Recorded {
+    pub fn json_body(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
@@ -108,6 +113,11 @@ impl Harness {
 }
 
 async fn record(State(harness): State<Harness>, request: Request<Body>, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 16 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let request = Request::from_parts(parts, Body::from(body.clone()));
     let uri = request.uri().clone();
     let query = uri
         .query()
@@ -122,6 +132,7 @@ async fn record(State(harness): State<Harness>, request: Request<Body>, next: Ne
         path: uri.path().to_string(),
         query,
         headers: request.headers().clone(),
+        body: body.to_vec(),
     });
 
     let fault = {
