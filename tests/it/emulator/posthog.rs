@@ -61,28 +61,30 @@ impl PostHog {
     }
 }
 
-fn check(headers: &HeaderMap, project: &str) -> Result<(), Response> {
+fn check(headers: &HeaderMap, project: &str) -> Result<(), Box<Response>> {
     let presented = headers
         .get("authorization")
         .and_then(|value| value.to_str().ok());
     if presented != Some(format!("Bearer {API_KEY}").as_str()) {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({
-                "type": "authentication_error",
-                "code": "authentication_failed",
-                "detail": "Invalid personal API key.",
-                "attr": null,
-            })),
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({
+                    "type": "authentication_error",
+                    "code": "authentication_failed",
+                    "detail": "Invalid personal API key.",
+                    "attr": null,
+                })),
+            )
+                .into_response(),
+        ));
     }
     if project != PROJECT {
-        return Err((
+        return Err(Box::new((
             StatusCode::NOT_FOUND,
             axum::Json(json!({"type": "invalid_request", "code": "not_found", "detail": "Not found.", "attr": null})),
         )
-            .into_response());
+            .into_response()));
     }
     Ok(())
 }
@@ -140,7 +142,7 @@ async fn project(
     headers: HeaderMap,
 ) -> Response {
     if let Err(response) = check(&headers, &project) {
-        return response;
+        return *response;
     }
     axum::Json(json!({"id": PROJECT, "name": "Emulated project"})).into_response()
 }
@@ -152,7 +154,7 @@ async fn events(
     headers: HeaderMap,
 ) -> Response {
     if let Err(response) = check(&headers, &project) {
-        return response;
+        return *response;
     }
     let pairs = pairs(query.as_deref());
     let after = param(&pairs, "after").and_then(|text| time(&text));
@@ -199,7 +201,7 @@ async fn persons(
     headers: HeaderMap,
 ) -> Response {
     if let Err(response) = check(&headers, &project) {
-        return response;
+        return *response;
     }
     let pairs = pairs(query.as_deref());
     let offset: usize = param(&pairs, "offset")
@@ -235,7 +237,7 @@ async fn group_types(
     headers: HeaderMap,
 ) -> Response {
     if let Err(response) = check(&headers, &project) {
-        return response;
+        return *response;
     }
     axum::Json(Value::Array(data.lock().unwrap().group_types.clone())).into_response()
 }
@@ -247,7 +249,7 @@ async fn groups(
     headers: HeaderMap,
 ) -> Response {
     if let Err(response) = check(&headers, &project) {
-        return response;
+        return *response;
     }
     let pairs = pairs(query.as_deref());
     let Some(index) = param(&pairs, "group_type_index").and_then(|text| text.parse::<i64>().ok())
@@ -275,7 +277,7 @@ async fn query(
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
     if let Err(response) = check(&headers, &project) {
-        return response;
+        return *response;
     }
     if body["query"]["kind"] != "HogQLQuery" {
         return (
