@@ -10,6 +10,7 @@ mod demo;
 mod destination;
 mod http;
 mod incremental;
+mod localstripe;
 mod pagination;
 mod posthog;
 mod records;
