@@ -8,8 +8,8 @@
 //! `records`, or to `deletions` when the deletion marker matches. The
 //! page's `cursor_max` is the feed's cursor (Stripe: the event's `created`).
 //!
-//! A feed that lists newest first (`order: descending`) holds an object's
-//! latest state in its first change, so later (older) changes of the same
+//! In a feed that lists newest first (`order: descending`), an object's
+//! first change carries its latest state, so later (older) changes of the same
 //! key are dropped for the rest of the run. A failed feed run therefore
 //! starts again from the saved feed cursor rather than resuming mid-way:
 //! only a run that saw the newest changes first can tell which are stale.
@@ -95,8 +95,9 @@ async fn forward_pages(
     Ok(())
 }
 
-/// The entity whose page loop reads a change feed: the feed's request,
-/// records, pagination and cursor, with the entity's status rules and limits.
+/// Builds the entity whose page loop reads a change feed: the feed's
+/// request, records, pagination and cursor, with the entity's status rules
+/// and limits.
 pub fn feed_entity(entity: &Entity, feed: &ChangeFeed) -> Entity {
     Entity {
         name: entity.name.clone(),
@@ -186,7 +187,7 @@ impl ChangeMapper {
         Ok(mapped)
     }
 
-    /// The changed object, or `None` (logged) when the change has none.
+    /// Returns the changed object, or `None` (logged) when the change has none.
     fn object_of(&mut self, change: &Value, index: usize) -> Option<Record> {
         match self.object.find_one(change) {
             Ok(Some(Value::Object(object))) => Some(object.clone()),
@@ -211,7 +212,7 @@ impl ChangeMapper {
     }
 }
 
-/// The primary key of a shaped record as text, for the seen-set.
+/// Returns the primary key of a shaped record as text, for the seen-set.
 fn key_text(record: &Record, primary_key: &[String]) -> String {
     let mut key = Map::new();
     for field in primary_key {

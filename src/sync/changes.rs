@@ -7,9 +7,9 @@
 //! {"changes": {"cursor": 1717430000, "checked_at": "2024-06-03T16:00:00Z"}}
 //! ```
 //!
-//! `cursor` is the maximum of the feed's cursor field seen (or, after a full
-//! load, the load's start time written in the form of the entity's own
-//! cursor); the next feed run sends it. `checked_at` is when the last
+//! `cursor` is the maximum of the feed's cursor field seen, which the next
+//! feed run sends. After a full load it is the load's start time, written in
+//! the form of the entity's own cursor. `checked_at` is when the last
 //! completed run started, so every change before it is in the table. When
 //! `checked_at` is older than `changes.max_age_seconds`, changes after it may
 //! have left the feed, and the entity is loaded in full again.
@@ -34,7 +34,7 @@ pub struct FeedState {
     /// The value the next feed run sends; `None` reads the whole feed.
     #[serde(default)]
     pub cursor: Option<Value>,
-    /// Start of the last completed run: the table holds every change before it.
+    /// Start of the last completed run: the table contains every change before it.
     pub checked_at: DateTime<Utc>,
 }
 
@@ -75,8 +75,8 @@ impl FeedState {
         }
     }
 
-    /// The position after a completed feed run that started at `started_at`
-    /// and saw `seen` as the maximum feed cursor.
+    /// Returns the position after a completed feed run that started at
+    /// `started_at` and saw `seen` as the maximum feed cursor.
     pub fn after_feed_run(&self, seen: Option<&Value>, started_at: DateTime<Utc>) -> FeedState {
         let cursor = match (&self.cursor, seen) {
             (Some(saved), Some(seen)) => Some(engine::max_cursor(saved, seen)),
@@ -90,7 +90,7 @@ impl FeedState {
     }
 }
 
-/// What an incremental run of an entity with a change feed reads.
+/// The source an incremental run of an entity with a change feed reads.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedChoice {
     /// Read the feed from this cursor.
