@@ -396,3 +396,44 @@ async fn check_connection_reports_rejected_key() {
     assert!(stderr.contains("HTTP 401"), "{stderr}");
     assert!(!stderr.contains("sk_test_not_the_key"), "{stderr}");
 }
+
+#[test]
+fn list_shows_entities_and_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .arg("--config")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+
+    let connectors = list(&["list", "connectors"]);
+    for name in ["stripe", "close", "posthog"] {
+        assert!(
+            connectors
+                .lines()
+                .any(|line| line.starts_with(name) && line.contains("built-in")),
+            "{connectors}"
+        );
+    }
+
+    let stripe = list(&["list", "entities", "stripe"]);
+    let line = |text: &str, entity: &str| {
+        text.lines()
+            .find(|line| line.split_whitespace().next() == Some(entity))
+            .unwrap_or_else(|| panic!("no line for {entity}:\n{text}"))
+            .to_string()
+    };
+    assert!(line(&stripe, "customers").contains("incremental (change feed)"));
+    assert!(line(&stripe, "balance_transactions").contains("incremental "));
+    assert!(!line(&stripe, "balance_transactions").contains("change feed"));
+    assert_eq!(stripe.lines().count(), 18, "{stripe}");
+
+    let posthog = list(&["list", "entities", "posthog"]);
+    assert!(line(&posthog, "persons").contains("full"));
+    assert!(line(&posthog, "hogql").contains("template (query)"));
+}
