@@ -353,8 +353,6 @@ pub struct WebhookPlan {
     pub signature: SignatureScheme,
     pub id: JsonPath,
     pub event_type: JsonPath,
-    /// Joined to the event type with a dot before routing, when set.
-    pub action: Option<JsonPath>,
     pub object: JsonPath,
     pub occurred_at: Option<JsonPath>,
     pub routes: Vec<WebhookRoute>,

@@ -509,9 +509,6 @@ pub struct RawWebhooks {
     /// JSONPath to the event type.
     #[serde(rename = "type")]
     pub event_type: String,
-    /// JSONPath to an action joined to the type with a dot, for APIs that
-    /// send them apart (Close: `lead` and `updated` route as `lead.updated`).
-    pub action: Option<String>,
     /// JSONPath to the changed object.
     pub object: String,
     /// JSONPath to the time the event happened, so a late event never overwrites a newer row.

@@ -302,3 +302,39 @@ async fn wrong_key_is_rejected() {
     assert!(error.message.contains("HTTP 401"), "{}", error.message);
     assert_eq!(close.harness.requests()[0].path, "/api/v1/me/");
 }
+
+#[test]
+fn webhook_events_route_to_entities() {
+    let loaded = ferry::spec::load_builtin().unwrap();
+    let plan = loaded.catalog.connectors["close"].webhooks.clone().unwrap();
+    let routed = |object_type: &str, action: &str| {
+        let body = json!({"subscription_id": "whsub_1", "event": {
+            "id": "ev_1", "object_type": object_type, "action": action,
+            "date_updated": "2024-01-01T00:00:00.000000+00:00", "data": {"id": "lead_1"},
+        }});
+        let event = ferry::daemon::webhooks::event::read(&plan, &body).unwrap();
+        let route = ferry::daemon::webhooks::event::route(&plan, &event.event_type);
+        (
+            event.event_type.clone(),
+            route.and_then(|route| route.entity.clone()),
+            route.is_some_and(|route| route.delete),
+        )
+    };
+    assert_eq!(
+        routed("lead", "updated"),
+        ("lead.updated".to_string(), Some("leads".to_string()), false)
+    );
+    assert_eq!(
+        routed("lead", "deleted"),
+        ("lead.deleted".to_string(), Some("leads".to_string()), true)
+    );
+    assert_eq!(
+        routed("activity.call", "created"),
+        (
+            "activity.call.created".to_string(),
+            Some("calls".to_string()),
+            false
+        )
+    );
+    assert_eq!(routed("task", "created").1, None);
+}

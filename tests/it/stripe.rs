@@ -437,3 +437,33 @@ fn list_shows_entities_and_templates() {
     assert!(line(&posthog, "persons").contains("full"));
     assert!(line(&posthog, "hogql").contains("template (query)"));
 }
+
+#[test]
+fn webhook_events_route_to_entities() {
+    let loaded = ferry::spec::load_builtin().unwrap();
+    let plan = loaded.catalog.connectors["stripe"]
+        .webhooks
+        .clone()
+        .unwrap();
+    let routed = |event_type: &str| {
+        let body = json!({"id": "evt_1", "type": event_type, "created": 1_700_000_000,
+            "data": {"object": {"id": "obj_1"}}});
+        let event = ferry::daemon::webhooks::event::read(&plan, &body).unwrap();
+        ferry::daemon::webhooks::event::route(&plan, &event.event_type)
+            .map(|route| (route.entity.clone(), route.delete))
+    };
+    let to = |entity: &str, delete: bool| Some((Some(entity.to_string()), delete));
+    assert_eq!(routed("customer.updated"), to("customers", false));
+    assert_eq!(routed("customer.deleted"), to("customers", true));
+    // An ended subscription still exists, with status "canceled".
+    assert_eq!(
+        routed("customer.subscription.deleted"),
+        to("subscriptions", false)
+    );
+    assert_eq!(routed("charge.dispute.created"), to("disputes", false));
+    assert_eq!(routed("charge.refund.updated"), to("refunds", false));
+    assert_eq!(routed("charge.succeeded"), to("charges", false));
+    assert_eq!(routed("invoice.deleted"), to("invoices", true));
+    assert_eq!(routed("invoice.upcoming"), Some((None, false)));
+    assert_eq!(routed("customer.source.created"), None);
+}

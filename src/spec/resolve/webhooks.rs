@@ -21,7 +21,6 @@ pub fn resolve(
     let plain = EntitySite::Plain(site.child(&["webhooks"]));
     let id = compile::json_path(&raw.id, &plain, &["id"], problems);
     let event_type = compile::json_path(&raw.event_type, &plain, &["type"], problems);
-    let action = compile::optional_json_path(raw.action.as_ref(), &plain, &["action"], problems);
     let object = compile::json_path(&raw.object, &plain, &["object"], problems);
     let occurred_at =
         compile::optional_json_path(raw.occurred_at.as_ref(), &plain, &["occurred_at"], problems);
@@ -93,7 +92,6 @@ pub fn resolve(
         signature,
         id: id?,
         event_type: event_type?,
-        action: action?,
         object: object?,
         occurred_at: occurred_at?,
         routes,
