@@ -44,21 +44,23 @@ async fn events_follow_next_urls_in_windows() {
         .and_hms_opt(0, 0, 0)
         .unwrap()
         .and_utc();
-    let start = today - Duration::days(2);
-    // Five events on the first day, none on the second, two today.
+    let start = today - Duration::days(3);
+    let third_day = start + Duration::days(2);
+    // Five events on the first day, none on the second, two on the third
+    // (yesterday, so always in the past), and none today.
     let mut events: Vec<Value> = (0..5)
         .map(|n| event(n, start + Duration::hours(1 + n as i64)))
         .collect();
-    events.push(event(5, today + Duration::seconds(1)));
-    events.push(event(6, today + Duration::seconds(2)));
+    events.push(event(5, third_day + Duration::seconds(1)));
+    events.push(event(6, third_day + Duration::seconds(2)));
     let posthog = PostHog::start(PostHogData {
         events: events.clone(),
         events_page_cap: 2,
         ..PostHogData::default()
     })
     .await;
-    let start_text = start.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let dir = flow_dir(&posthog, &start_text, "entities: [events]\n");
+    let day = |time: DateTime<Utc>| time.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let dir = flow_dir(&posthog, &day(start), "entities: [events]\n");
     let report = sync_ok(&dir.flow("product")).await;
     assert_eq!(report.runs[0].records, 7);
 
@@ -71,35 +73,24 @@ async fn events_follow_next_urls_in_windows() {
         assert_eq!(request.path, format!("/api/projects/{PROJECT}/events/"));
         assert_eq!(request.param("limit"), Some("1000"));
     }
-    let first_day_end = (start + Duration::days(1))
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
     let windows: Vec<(Option<&str>, Option<&str>)> = requests
         .iter()
         .map(|request| (request.param("after"), request.param("before")))
         .collect();
-    // Day one: 5 events at 2 per page, so two next URLs that move
-    // `before` to the last event read; day two is empty; today has two.
+    // Day one holds 5 events at 2 per page, so two next URLs move `before`
+    // to the last event read; the other windows take one request each.
     let ts = |n: usize| events[n]["timestamp"].as_str().unwrap().to_string();
-    let second_day_end = today.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let (first, second, third) = (day(start), day(start + Duration::days(1)), day(third_day));
+    assert_eq!(windows[0], (Some(first.as_str()), Some(second.as_str())));
+    assert_eq!(windows[1], (Some(first.as_str()), Some(ts(3).as_str())));
+    assert_eq!(windows[2], (Some(first.as_str()), Some(ts(1).as_str())));
+    assert_eq!(windows[3], (Some(second.as_str()), Some(third.as_str())));
     assert_eq!(
-        windows[0],
-        (Some(start_text.as_str()), Some(first_day_end.as_str()))
+        windows[4],
+        (Some(third.as_str()), Some(day(today).as_str()))
     );
-    assert_eq!(
-        windows[1],
-        (Some(start_text.as_str()), Some(ts(3).as_str()))
-    );
-    assert_eq!(
-        windows[2],
-        (Some(start_text.as_str()), Some(ts(1).as_str()))
-    );
-    assert_eq!(
-        windows[3],
-        (Some(first_day_end.as_str()), Some(second_day_end.as_str()))
-    );
-    assert_eq!(windows[4].0, Some(second_day_end.as_str()));
-    assert_eq!(requests.len(), 5);
+    assert_eq!(windows[5].0, Some(day(today).as_str()));
+    assert_eq!(requests.len(), 6);
 
     let rows = duck::query(
         dir.db(),
