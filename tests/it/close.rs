@@ -25,7 +25,7 @@ fn fixture(list: &str) -> Vec<Value> {
     records[list].as_array().unwrap().clone()
 }
 
-/// The four custom fields of the sample lead, by id.
+/// Returns the four custom fields of the sample lead, by id.
 fn lead_custom_fields() -> Vec<Value> {
     [
         ("cf_1exVDDcGOEiIdhBhBv2VEGqnpIcJZZqiWkk4O7hbU3D", "Current Vendor/Software"),
@@ -149,7 +149,7 @@ async fn lead_custom_fields_get_readable_columns() {
 #[tokio::test]
 async fn opportunity_windows_keep_skip_shallow() {
     // 600 opportunities over 100 days: read at once they would need
-    // _skip=500, but no 30-day window holds more than 250 of them.
+    // _skip=500, but no 30-day window contains more than 250 of them.
     let first = Utc::now() - Duration::days(110);
     let close = Close::start(CloseData {
         opportunities: opportunities(600, first, 4),

@@ -49,7 +49,7 @@ fn repository() -> PathBuf {
 }
 
 /// Returns the venv's Python with localstripe importable, installing it
-/// first when needed; `Err` says why it is not available.
+/// first when needed; `Err` gives the reason it is not available.
 fn localstripe_python() -> Result<PathBuf, String> {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("localstripe-venv");
     let python = venv.join("bin").join("python");

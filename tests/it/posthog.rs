@@ -19,7 +19,7 @@ fn examples() -> Value {
     serde_json::from_str(EXAMPLES).unwrap()
 }
 
-/// The documented example event with its own id and timestamp.
+/// Returns the documented example event with its own id and timestamp.
 fn event(number: usize, at: DateTime<Utc>) -> Value {
     let mut event = examples()["events"][number % 2].clone();
     event["id"] = json!(format!("0190a1b2-0000-7000-8000-{number:012}"));
@@ -77,7 +77,7 @@ async fn events_follow_next_urls_in_windows() {
         .iter()
         .map(|request| (request.param("after"), request.param("before")))
         .collect();
-    // Day one holds 5 events at 2 per page, so two next URLs move `before`
+    // Day one has 5 events at 2 per page, so two next URLs move `before`
     // to the last event read; the other windows take one request each.
     let ts = |n: usize| events[n]["timestamp"].as_str().unwrap().to_string();
     let (first, second, third) = (day(start), day(start + Duration::days(1)), day(third_day));

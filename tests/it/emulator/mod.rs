@@ -1,5 +1,5 @@
 //! Local emulations of the APIs behind the built-in connectors, each an axum
-//! server on 127.0.0.1 that records every request and can be told to fail.
+//! server on 127.0.0.1 that records every request and fails on request (a fault queue).
 //!
 //! - `stripe`: ferry's own Stripe-compatible API (the one `ferry demo`
 //!   serves) behind the recorder.

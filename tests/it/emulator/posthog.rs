@@ -23,13 +23,13 @@ pub const PROJECT: &str = "4242";
 pub struct PostHogData {
     /// Events; served newest first.
     pub events: Vec<Value>,
-    /// Rows an events page holds at most, whatever `limit` asks: PostHog
+    /// Rows an events page contains at most, whatever `limit` asks: PostHog
     /// may return fewer rows than asked while more follow.
     pub events_page_cap: usize,
     pub persons: Vec<Value>,
     pub group_types: Vec<Value>,
     pub groups: Vec<Value>,
-    /// The query API's answer: `{columns, results, ...}`.
+    /// The query API response: `{columns, results, ...}`.
     pub query_response: Value,
     /// Set after start: the server's own URL, for `next` links.
     pub url: String,
@@ -106,7 +106,7 @@ fn param(pairs: &[(String, String)], name: &str) -> Option<String> {
         .map(|(_, value)| value.clone())
 }
 
-/// The request's URL with `name` set to `value`, other parameters kept in order.
+/// Builds the request URL with `name` set to `value`, other parameters kept in order.
 fn with_param(
     base: &str,
     path: &str,
