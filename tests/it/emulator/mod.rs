@@ -1,5 +1,6 @@
 //! Local emulations of the APIs behind the built-in connectors, each an axum
-//! server on 127.0.0.1 that records every request and fails on request (a fault queue).
+//! server on 127.0.0.1 that records every request and can return queued
+//! faults (429s, errors) in place of its own responses.
 //!
 //! - `stripe`: ferry's own Stripe-compatible API (the one `ferry demo`
 //!   serves) behind the recorder.
