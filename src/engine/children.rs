@@ -13,7 +13,7 @@
 //! after it are listed again from the source. Work of later parents that
 //! was fetched but not yet forwarded is fetched again, never skipped.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -126,10 +126,17 @@ async fn schedule(
         buffer: VecDeque::new(),
         exhausted: false,
     };
+    let renames = match &ctx.entity.fields.names {
+        Some(names) => {
+            super::names::lookup(&ctx.flow, &ctx.entity.name, names, &ctx.client, ctx.now).await?
+        }
+        None => HashMap::new(),
+    };
     let spawner = Spawner {
         ctx: ctx.clone(),
         budget: PageBudget::default(),
         since: start.since.clone(),
+        renames,
     };
 
     let mut running: VecDeque<ParentJob> = VecDeque::new();
@@ -198,6 +205,7 @@ pub(crate) async fn first_page(ctx: &FetchContext, start: Position) -> Result<Pa
         ctx.now,
         PageBudget::default(),
     );
+    reader.load_field_names().await?;
     if let Some(parent) = &position.parent {
         reader.set_parent(&parent.key, &parent.fields);
     }
@@ -372,6 +380,8 @@ struct Spawner {
     budget: PageBudget,
     /// The run's incremental value, sent with every parent's requests.
     since: Option<Value>,
+    /// Renames from `fields.names`, looked up once per run.
+    renames: HashMap<String, String>,
 }
 
 impl Spawner {
@@ -395,6 +405,7 @@ impl Spawner {
         let task = read_parent(
             self.ctx.clone(),
             self.budget.clone(),
+            self.renames.clone(),
             position,
             embedded,
             sender,
@@ -412,11 +423,13 @@ impl Spawner {
 async fn read_parent(
     ctx: FetchContext,
     budget: PageBudget,
+    renames: HashMap<String, String>,
     start: Position,
     embedded: Embedded,
     pages: Sender<Page>,
 ) -> Result<(), FetchError> {
     let mut reader = EntityReader::new(&ctx.flow, &ctx.entity, &ctx.client, ctx.now, budget);
+    reader.add_renames(renames);
     if let Some(parent) = &start.parent {
         reader.set_parent(&parent.key, &parent.fields);
         tracing::debug!(

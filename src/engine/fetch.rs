@@ -74,6 +74,7 @@ pub async fn fetch(
         ctx.now,
         PageBudget::default(),
     );
+    reader.load_field_names().await?;
     tracing::info!(
         flow = %ctx.flow.name,
         entity = %ctx.entity.name,
@@ -168,6 +169,7 @@ pub async fn fetch_first_page(ctx: &FetchContext, start: Position) -> Result<Pag
         ctx.now,
         PageBudget::default(),
     );
+    reader.load_field_names().await?;
     reader.read_page(&start).await.map(|read| read.page)
 }
 
@@ -221,8 +223,8 @@ pub async fn check_connection(flow: &Arc<Flow>) -> Result<(), FetchError> {
 /// A page and, when the page revealed one, the error that ends the fetch
 /// after it is delivered.
 pub(crate) struct PageRead {
-    pub page: Page,
-    pub error: Option<FetchError>,
+    pub(crate) page: Page,
+    pub(crate) error: Option<FetchError>,
 }
 
 /// Pages read in a run, shared by the readers of a child entity's parents
@@ -261,6 +263,7 @@ pub(crate) struct EntityReader<'a> {
     flow: &'a Flow,
     entity: &'a Entity,
     client: &'a HttpClient,
+    now: DateTime<Utc>,
     extractor: Extractor,
     /// `entity comments` or `entity comments, parent issues [42]`, for messages.
     label: String,
@@ -294,6 +297,7 @@ impl<'a> EntityReader<'a> {
             flow,
             entity,
             client,
+            now,
             extractor: Extractor::new(entity),
             label: entity_label(entity),
             context: template_context(flow, &entity.parameters, now),
@@ -328,6 +332,25 @@ impl<'a> EntityReader<'a> {
             plan.entity,
             key.join(", ")
         );
+    }
+
+    /// Adds renames read once for the whole run (`fields.names`), so the
+    /// readers of a child's parents do not each look them up.
+    pub(crate) fn add_renames(&mut self, renames: std::collections::HashMap<String, String>) {
+        self.extractor.add_renames(renames);
+    }
+
+    /// Reads the id → name pairs of `fields.names`, when the entity has it,
+    /// into the field rules.
+    pub(crate) async fn load_field_names(&mut self) -> Result<(), FetchError> {
+        let Some(names) = &self.entity.fields.names else {
+            return Ok(());
+        };
+        let renames =
+            super::names::lookup(self.flow, &self.entity.name, names, self.client, self.now)
+                .await?;
+        self.extractor.add_renames(renames);
+        Ok(())
     }
 
     pub(crate) async fn read_page(&mut self, position: &Position) -> Result<PageRead, FetchError> {
@@ -593,6 +616,7 @@ impl<'a> EntityReader<'a> {
         Ok(PageRead {
             page: Page {
                 records: extracted.records,
+                deletions: Vec::new(),
                 next: Some(next),
                 cursor_max: extracted.cursor_max,
                 requests: cost.requests,
@@ -631,6 +655,7 @@ impl<'a> EntityReader<'a> {
         PageRead {
             page: Page {
                 records,
+                deletions: Vec::new(),
                 next,
                 cursor_max,
                 requests: cost.requests,

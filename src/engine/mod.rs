@@ -24,6 +24,7 @@
 
 mod auth;
 mod bigquery;
+mod changes;
 mod children;
 mod client;
 mod extract;
@@ -31,16 +32,19 @@ mod fetch;
 mod graphql;
 mod incremental;
 mod link;
+mod names;
 mod pagination;
 mod rate_limit;
 mod request;
 mod retry;
 
+pub use changes::{feed_entity, fetch_changes, glob_matches};
 pub use client::HttpClient;
 pub use extract::output_field_name;
 pub use fetch::{FetchContext, check_connection, fetch, fetch_first_page};
 pub use incremental::{
     compare_cursors, first_window, initial_position, max_cursor, next_window, subtract_lookback,
+    time_in_form_of,
 };
 
 use chrono::{DateTime, Utc};
@@ -155,6 +159,8 @@ pub trait ParentSource: Send + Sync {
 #[derive(Debug, Clone, Default)]
 pub struct Page {
     pub records: Vec<Record>,
+    /// Records whose rows are marked deleted (change feeds).
+    pub deletions: Vec<Record>,
     /// Position of the next request; `None` when the entity is complete.
     pub next: Option<Position>,
     /// Maximum of the incremental cursor field among these records.

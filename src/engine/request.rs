@@ -66,6 +66,9 @@ pub(crate) fn build(
         let value = template
             .render(context)
             .map_err(|error| template_error(format!("{label}: headers.{name}: {error}")))?;
+        if value.is_empty() {
+            continue;
+        }
         let (name, value) = header_pair(name, &value)
             .map_err(|message| template_error(format!("{label}: {message}")))?;
         headers.insert(name, value);
@@ -184,6 +187,9 @@ pub(crate) fn follow_url(
         let value = template
             .render(context)
             .map_err(|error| template_error(format!("{label}: headers.{name}: {error}")))?;
+        if value.is_empty() {
+            continue;
+        }
         let (name, value) = header_pair(name, &value)
             .map_err(|message| template_error(format!("{label}: {message}")))?;
         headers.insert(name, value);

@@ -2,6 +2,7 @@
 //!
 //! - `state`: the per-entity state document (cursor, resume position).
 //! - `run`: one entity's chunk loop.
+//! - `changes`: when an entity reads its change feed, and the feed position.
 //! - `parents`: a child entity's parent rows, read from the destination.
 //!
 //! [`run_flow`] runs the selected entities of a flow, a few at a time, each
@@ -10,6 +11,7 @@
 //! destination's own lock does the same: DuckDB's file lock, or a
 //! PostgreSQL advisory lock.
 
+pub mod changes;
 pub mod parents;
 pub mod run;
 pub mod state;

@@ -1,13 +1,16 @@
 //! Integration tests: one binary made of topic modules.
 
+mod emulator;
 mod support;
 
 mod auth;
 mod children;
 mod cli;
+mod close;
 mod daemon;
 mod daemon_replicas;
 mod daemon_support;
+mod demo;
 mod destination;
 mod destination_rows;
 mod github;
@@ -15,12 +18,15 @@ mod graphql;
 mod graphql_server;
 mod http;
 mod incremental;
+mod localstripe;
 mod measure_children;
 mod pagination;
+mod posthog;
 mod records;
 mod scheduler;
 mod spec;
 mod spec_children;
+mod stripe;
 mod sync;
 mod tls;
 mod webhooks;
