@@ -203,7 +203,6 @@ async fn group_types_sync_for_groups() {
 }
 
 #[tokio::test]
-#[ignore = "child entities (parent:) are not in the REST engine yet"]
 async fn groups_read_once_per_group_type() {
     let posthog = PostHog::start(PostHogData {
         group_types: vec![
