@@ -523,3 +523,83 @@ async fn first_page_without_rows_uses_the_parents_first_page() {
     // The first parent's sequence ended with this page.
     assert_eq!(page.next, None);
 }
+
+/// Stripe-like invoices with embedded line items, through the YAML loader
+/// and a DuckDB file: the child reads each invoice's `lines` back from the
+/// parent table and requests only the rest of the truncated list.
+#[tokio::test]
+async fn embedded_lines_sync_from_the_parent_table() {
+    let fixture = stripe_invoices();
+    let server = serve(vec![
+        (
+            "/v1/invoices",
+            json_response(
+                json!({"object": "list", "data": fixture["invoices"], "has_more": false}),
+            ),
+        ),
+        (
+            "/v1/invoices/in_2Pgc6tB7WZ01zgkWu9fdqL6J/lines?limit=2&starting_after=il_2b",
+            json_response(fixture["rest_of_second_invoice"].clone()),
+        ),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let connector = r#"kind: Connector
+name: shop
+config: { base_url: { type: string } }
+http: { base_url: "{{config.base_url}}" }
+entities:
+  invoices:
+    path: /v1/invoices
+    records: "$.data[*]"
+    primary_key: [id]
+  invoice_lines:
+    parent: { entity: invoices, fields: [id], embedded: "$.lines" }
+    path: "/v1/invoices/{{parent.id}}/lines"
+    params: { limit: "2" }
+    records: "$.data[*]"
+    primary_key: [id]
+    pagination: { type: cursor, cursor: "$.data[-1:].id", param: starting_after, has_more: "$.has_more" }
+"#;
+    std::fs::write(dir.path().join("shop.yaml"), connector).unwrap();
+    let db = dir.path().join("test.duckdb");
+    let flow = format!(
+        "kind: Flow\nname: shop\nsource:\n  connector: shop\n  config: {{ base_url: \"{}\" }}\ndestination: \"duckdb://{}\"\n",
+        server.uri(),
+        db.display()
+    );
+    std::fs::write(dir.path().join("flow.yaml"), flow).unwrap();
+    let loaded = ferry::spec::load_with_env(dir.path(), &|_| None).unwrap();
+    let flow = loaded.catalog.flows["shop"].clone();
+
+    let report = ferry::sync::run_flow(flow, &[], &ferry::sync::RunOptions::default()).await;
+
+    for run in &report.runs {
+        assert_eq!(run.outcome, ferry::sync::Outcome::Succeeded, "{run:?}");
+    }
+    assert_eq!(
+        requests(&server).await,
+        vec![
+            "GET /v1/invoices",
+            "GET /v1/invoices/in_2Pgc6tB7WZ01zgkWu9fdqL6J/lines?limit=2&starting_after=il_2b"
+        ]
+    );
+    let rows = crate::support::duck::query(
+        &db,
+        "select id, invoices_id, amount from shop.invoice_lines order by id",
+    );
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                "il_1Pgc6sB7WZ01zgkWFnxLrLCq",
+                "in_1Pgc6tB7WZ01zgkWu9fdqL6I",
+                "1000"
+            ],
+            vec!["il_2a", "in_2Pgc6tB7WZ01zgkWu9fdqL6J", "1000"],
+            vec!["il_2b", "in_2Pgc6tB7WZ01zgkWu9fdqL6J", "2000"],
+            vec!["il_2c", "in_2Pgc6tB7WZ01zgkWu9fdqL6J", "3000"],
+            vec!["il_2d", "in_2Pgc6tB7WZ01zgkWu9fdqL6J", "4000"],
+        ]
+    );
+}
