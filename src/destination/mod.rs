@@ -251,7 +251,9 @@ pub trait Destination: Send {
 
     /// Reads up to `query.limit` rows not marked deleted, in
     /// (`_ferry_synced_at`, key) order, strictly after `query.after`; no rows
-    /// when the table does not exist. A row written again gets a later
+    /// when the table does not exist. Text keys order by their bytes (a
+    /// binary or "C" collation), numbers by value: the engine checks that
+    /// each row comes after the last in that order. A row written again gets a later
     /// `_ferry_synced_at` and so moves to the end of this order, which lets
     /// a child entity resume in its parent list without skipping a parent
     /// that changed meanwhile. Reads only, so it may run beside a write
