@@ -539,8 +539,8 @@ fn compare_key_values(left: &Value, right: &Value) -> Ordering {
         }
         (Value::String(left), Value::String(right)) => left.as_bytes().cmp(right.as_bytes()),
         (Value::Bool(left), Value::Bool(right)) => left.cmp(right),
-        // Key columns hold one type, so mixed pairs do not occur in
-        // practice; treating them as equal leaves the decision to time.
+        // A key column holds one type, so mixed pairs do not occur in
+        // practice. Treating them as equal moves on to the next key value.
         _ => Ordering::Equal,
     }
 }
