@@ -11,7 +11,9 @@
 //! - `client`: one reqwest client per flow run: TLS roots, proxies,
 //!   timeouts, the shared rate limit (`rate_limit`), and retries with
 //!   backoff and `Retry-After` (`retry`).
-//! - `auth`: credentials for each request.
+//! - `auth`: credentials for each request; `token` fetches and renews
+//!   OAuth 2.0 access tokens, `service_account` signs Google's JWT
+//!   assertions.
 //! - `request`: templates rendered into concrete requests.
 //! - `pagination`: the next request after each page (`link` reads RFC 8288
 //!   `Link` headers).
@@ -30,6 +32,8 @@ mod pagination;
 mod rate_limit;
 mod request;
 mod retry;
+mod service_account;
+mod token;
 
 pub use client::HttpClient;
 pub use extract::output_field_name;
@@ -37,6 +41,7 @@ pub use fetch::{FetchContext, check_connection, fetch, fetch_first_page};
 pub use incremental::{
     compare_cursors, first_window, initial_position, max_cursor, next_window, subtract_lookback,
 };
+pub use token::{SavedRefreshToken, TokenStore};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -14,8 +14,8 @@ use crate::jsonpath::JsonPath;
 use crate::template::{Template, TemplateValue};
 
 pub use super::raw::{
-    ApiKeyLocation, ConfigType, DeletedRows, FieldType, HmacAlgorithm, HttpMethod, Order,
-    ParamLocation, SignatureEncoding, StatusAction, SyncMode, WebhookAction,
+    ApiKeyLocation, ClientAuth, ConfigType, DeletedRows, FieldType, HmacAlgorithm, HttpMethod,
+    Order, ParamLocation, SignatureEncoding, StatusAction, SyncMode, WebhookAction,
 };
 
 /// Every connector and flow of a config folder, built-in connectors included.
@@ -105,6 +105,7 @@ pub enum AuthPlan {
         client_secret: Template,
         scopes: Vec<String>,
         extra: Vec<(String, Template)>,
+        client_auth: ClientAuth,
     },
     OAuth2RefreshToken {
         token_url: Template,
@@ -113,6 +114,7 @@ pub enum AuthPlan {
         refresh_token: Template,
         scopes: Vec<String>,
         extra: Vec<(String, Template)>,
+        client_auth: ClientAuth,
     },
     JwtServiceAccount {
         service_account: Template,

@@ -117,6 +117,8 @@ pub enum RawAuth {
         #[serde(default)]
         password: String,
     },
+    /// An access token for the client itself (RFC 6749 section 4.4),
+    /// renewed shortly before it expires.
     Oauth2ClientCredentials {
         token_url: String,
         client_id: String,
@@ -126,7 +128,13 @@ pub enum RawAuth {
         /// Extra form fields for the token request.
         #[serde(default)]
         extra: IndexMap<String, String>,
+        /// How the client id and secret are sent: `body` (default) or `basic`.
+        #[serde(default)]
+        client_auth: ClientAuth,
     },
+    /// An access token from a refresh token (RFC 6749 section 6). When the
+    /// provider returns a new refresh token, ferry keeps using the newest
+    /// one and saves it in `_ferry.state`, so rotation survives restarts.
     Oauth2RefreshToken {
         token_url: String,
         client_id: String,
@@ -136,17 +144,33 @@ pub enum RawAuth {
         scopes: Vec<String>,
         #[serde(default)]
         extra: IndexMap<String, String>,
+        /// How the client id and secret are sent: `body` (default) or `basic`.
+        #[serde(default)]
+        client_auth: ClientAuth,
     },
+    /// A Google service account: an RS256 assertion signed with the key
+    /// file's private key, exchanged for an access token (RFC 7523).
     JwtServiceAccount {
         /// The service-account key file's JSON.
         service_account: String,
         #[serde(default)]
         scopes: Vec<String>,
-        /// Defaults to the key file's `token_uri`.
+        /// Defaults to the key file's `token_uri`, else Google's token endpoint.
         token_url: Option<String>,
         /// Account to impersonate (domain-wide delegation).
         subject: Option<String>,
     },
+}
+
+/// How an OAuth 2.0 client sends its id and secret to the token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` form fields (`client_secret_post`).
+    #[default]
+    Body,
+    /// An `Authorization: Basic` header (`client_secret_basic`).
+    Basic,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

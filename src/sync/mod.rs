@@ -1,6 +1,7 @@
 //! Runs: entities of a flow, from their saved state to committed tables.
 //!
 //! - `state`: the per-entity state document (cursor, resume position).
+//! - `auth_state`: a flow's rotated refresh token, kept beside it.
 //! - `run`: one entity's chunk loop.
 //!
 //! [`run_flow`] runs the selected entities of a flow, a few at a time, each
@@ -9,6 +10,7 @@
 //! destination's own lock (DuckDB's file lock, PostgreSQL advisory locks)
 //! does the same.
 
+pub mod auth_state;
 pub mod run;
 pub mod state;
 

@@ -5,6 +5,7 @@ mod support;
 mod auth;
 mod http;
 mod incremental;
+mod oauth;
 mod pagination;
 mod records;
 mod spec;

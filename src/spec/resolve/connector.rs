@@ -364,6 +364,7 @@ fn auth_plan(
             client_secret,
             scopes,
             extra,
+            client_auth,
         } => {
             let token_url = text(token_url, "token_url", problems);
             let client_id = text(client_id, "client_id", problems);
@@ -376,6 +377,7 @@ fn auth_plan(
                 client_secret: client_secret?,
                 scopes: scopes.clone(),
                 extra: extra?,
+                client_auth: *client_auth,
             }
         }
         RawAuth::Oauth2RefreshToken {
@@ -385,6 +387,7 @@ fn auth_plan(
             refresh_token,
             scopes,
             extra,
+            client_auth,
         } => {
             let token_url = text(token_url, "token_url", problems);
             let client_id = text(client_id, "client_id", problems);
@@ -399,6 +402,7 @@ fn auth_plan(
                 refresh_token: refresh_token?,
                 scopes: scopes.clone(),
                 extra: extra?,
+                client_auth: *client_auth,
             }
         }
         RawAuth::JwtServiceAccount {

@@ -85,6 +85,12 @@ pub fn resolve_entity(
         _ => format!("entity \"{name}\""),
     };
 
+    if required && name.starts_with("_ferry") {
+        problems.push(site.key(
+            &[],
+            format!("{label} has a reserved name: names starting with _ferry are kept for ferry's bookkeeping; rename it"),
+        ));
+    }
     if matches!(mode, EntityMode::Entity) && !raw.parameters.is_empty() {
         problems.push(site.key(
             &["parameters"],

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod oauth;
 pub mod plan;
 
 use std::sync::Arc;
