@@ -130,7 +130,7 @@ impl HttpClient {
     ) -> Result<HttpClient, FetchError> {
         let http = &flow.connector.http;
         let context = json!({
-            "config": flow.config,
+            "config": super::fetch::config_values(flow),
             "state": {"cursor": null},
             "parent": null,
             "window": null,

@@ -21,8 +21,9 @@ use super::extract::Extractor;
 use super::incremental::{initial_position, next_window};
 use super::pagination::{self, NextStep};
 use super::request::{self, Injection, RequestSource};
+use super::steps;
 use super::{FetchError, FetchErrorKind, Page, PageToken, Position, WindowPosition};
-use crate::spec::plan::{Entity, Flow, Pagination, StatusAction};
+use crate::spec::plan::{Entity, Flow, Pagination, StatusAction, Step};
 use crate::template::format_time;
 
 /// The inputs of one entity fetch. `now` is fixed for the run, so windows and
@@ -56,7 +57,11 @@ pub async fn fetch(
     let (mut page_count, mut record_count, mut request_count) = (0u64, 0u64, 0u64);
     loop {
         let read = reader.read_page(&position).await;
-        let PageRead { page, error } = match read {
+        let PageRead {
+            page,
+            error,
+            from_step,
+        } = match read {
             Ok(read) => read,
             Err(error) => {
                 tracing::info!(
@@ -71,7 +76,9 @@ pub async fn fetch(
                 return Err(error);
             }
         };
-        page_count += 1;
+        if !from_step {
+            page_count += 1;
+        }
         record_count += page.records.len() as u64;
         request_count += u64::from(page.requests);
         let next = page.next.clone();
@@ -104,10 +111,18 @@ pub async fn fetch(
     }
 }
 
-/// Fetches the single page at `start`, for previews and connection checks.
+/// Fetches the single page at `start`, for previews and connection checks;
+/// the entity's steps run first.
 pub async fn fetch_first_page(ctx: &FetchContext, start: Position) -> Result<Page, FetchError> {
     let mut reader = EntityReader::new(&ctx.flow, &ctx.entity, &ctx.client, ctx.now)?;
-    reader.read_page(&start).await.map(|read| read.page)
+    let mut position = start;
+    loop {
+        let read = reader.read_page(&position).await?;
+        match (read.from_step, read.page.next) {
+            (true, Some(next)) => position = next,
+            (_, next) => return Ok(Page { next, ..read.page }),
+        }
+    }
 }
 
 /// Sends the connector's `check` request, or reads the first page of the
@@ -155,6 +170,8 @@ pub async fn check_connection(flow: &Flow) -> Result<(), FetchError> {
 struct PageRead {
     page: Page,
     error: Option<FetchError>,
+    /// The "page" is a finished step: no records, its outputs in `next`.
+    from_step: bool,
 }
 
 /// Reads an entity page by page and tracks what loop detection needs.
@@ -202,6 +219,10 @@ impl<'a> EntityReader<'a> {
 
     async fn read_page(&mut self, position: &Position) -> Result<PageRead, FetchError> {
         let entity = self.entity;
+        self.follow_position(position)?;
+        if let Some(step) = steps::pending(entity, &position.steps) {
+            return self.read_step(step, position).await;
+        }
         if self.pages_read >= entity.max_pages {
             return Err(FetchError::new(
                 FetchErrorKind::MaxPages,
@@ -215,7 +236,6 @@ impl<'a> EntityReader<'a> {
         self.pages_read += 1;
         let page_number = self.pages_read;
 
-        self.follow_position(position);
         let request = self.build_request(position)?;
         self.sequence.requested.insert(position.page.clone());
         self.sequence
@@ -293,7 +313,7 @@ impl<'a> EntityReader<'a> {
         let signals =
             pagination::read_signals(&entity.pagination, &body, &exchange.headers, &request.url)
                 .map_err(|message| pagination::signal_error(&entity.name, url, message))?;
-        let extracted = self.extractor.extract(body, page_number)?;
+        let extracted = self.extractor.extract(body, page_number, &self.context)?;
 
         if let Some(identity) = extracted.identity {
             if self.sequence.previous_identity == Some(identity) {
@@ -329,12 +349,14 @@ impl<'a> EntityReader<'a> {
                         "page has no records although the API reports more pages; an empty page ends the entity"
                     );
                 }
-                Ok(self.end_of_sequence(
+                let mut read = self.end_of_sequence(
                     position,
                     &exchange,
                     extracted.records,
                     extracted.cursor_max,
-                ))
+                );
+                read.page.field_types = extracted.field_types;
+                Ok(read)
             }
             NextStep::Request(token) => {
                 let error = self.check_next(&token, page_number);
@@ -349,8 +371,10 @@ impl<'a> EntityReader<'a> {
                         cursor_max: extracted.cursor_max,
                         requests: exchange.attempts,
                         bytes: exchange.body.len() as u64,
+                        field_types: extracted.field_types,
                     },
                     error,
+                    from_step: false,
                 })
             }
         }
@@ -376,6 +400,8 @@ impl<'a> EntityReader<'a> {
                 since: position.since.clone(),
                 window: Some(window),
                 parent: position.parent.clone(),
+                // Each window is a request sequence of its own, steps included.
+                steps: Map::new(),
                 page: PageToken::Start,
             }),
             _ => None,
@@ -387,9 +413,30 @@ impl<'a> EntityReader<'a> {
                 cursor_max,
                 requests: exchange.attempts,
                 bytes: exchange.body.len() as u64,
+                field_types: IndexMap::new(),
             },
             error: None,
+            from_step: false,
         }
+    }
+
+    /// Runs a step and returns a page without records whose next position
+    /// carries the step's outputs, so the writer saves them.
+    async fn read_step(&self, step: &Step, position: &Position) -> Result<PageRead, FetchError> {
+        let outcome = steps::run(self.client, self.flow, self.entity, step, &self.context).await?;
+        let mut next = position.clone();
+        next.steps
+            .insert(step.name.clone(), Value::Object(outcome.outputs));
+        Ok(PageRead {
+            page: Page {
+                next: Some(next),
+                requests: outcome.requests,
+                bytes: outcome.bytes,
+                ..Page::default()
+            },
+            error: None,
+            from_step: true,
+        })
     }
 
     /// Checks the request a page points to: a token already requested in
@@ -456,10 +503,21 @@ impl<'a> EntityReader<'a> {
         ))
     }
 
-    /// Keeps the template context's `state.cursor` and `window` on
-    /// `position`, and starts a new loop-detection sequence with each window.
-    fn follow_position(&mut self, position: &Position) {
+    /// Keeps the template context's `state.cursor`, `window` and `steps` on
+    /// `position`, renders the templated parameters with them, and starts a
+    /// new loop-detection sequence with each window.
+    fn follow_position(&mut self, position: &Position) -> Result<(), FetchError> {
         self.context["state"]["cursor"] = position.since.clone().unwrap_or(Value::Null);
+        self.context["steps"] = Value::Object(position.steps.clone());
+        for (name, template) in &self.entity.templated_parameters {
+            let rendered = template.render(&self.context).map_err(|error| {
+                FetchError::new(
+                    FetchErrorKind::Template,
+                    format!("entity {}: parameter {name}: {error}", self.entity.name),
+                )
+            })?;
+            self.context["entity"][name] = Value::String(rendered);
+        }
         if self.context_window != position.window {
             self.context["window"] = match &position.window {
                 Some(window) => json!({"start": window.start, "end": window.end}),
@@ -473,6 +531,7 @@ impl<'a> EntityReader<'a> {
                 ..SequenceGuard::default()
             };
         }
+        Ok(())
     }
 
     fn build_request(&self, position: &Position) -> Result<PreparedRequest, FetchError> {
@@ -544,18 +603,32 @@ fn unsupported_features(entity: &Entity) -> Result<(), FetchError> {
 /// Builds the template context of an entity's requests.
 fn template_context(flow: &Flow, parameters: &Map<String, Value>, now: DateTime<Utc>) -> Value {
     json!({
-        "config": flow.config,
+        "config": config_values(flow),
         "state": {"cursor": null},
         "parent": null,
         "window": null,
         "entity": parameters,
+        "steps": {},
         "now": format_time(&now, "iso"),
     })
 }
 
+/// Returns the flow's config values with null for the optional keys it
+/// does not set, so `{{config.KEY}}` renders null (a query parameter left
+/// out) where strict templates would fail.
+pub(crate) fn config_values(flow: &Flow) -> Map<String, Value> {
+    let mut values = flow.config.clone();
+    for key in flow.connector.config.keys() {
+        if !values.contains_key(key) {
+            values.insert(key.clone(), Value::Null);
+        }
+    }
+    values
+}
+
 /// Parses a body as JSON; an empty body (a 204, say) is null, which
 /// selects no records.
-fn parse_body(body: &[u8]) -> Result<Value, String> {
+pub(crate) fn parse_body(body: &[u8]) -> Result<Value, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
@@ -563,7 +636,7 @@ fn parse_body(body: &[u8]) -> Result<Value, String> {
 }
 
 /// Builds the error for a final status that is not a success.
-fn status_error(
+pub(crate) fn status_error(
     label: &str,
     client: &HttpClient,
     request: &PreparedRequest,

@@ -20,6 +20,8 @@
 //! - `extract`: records out of a response body (`bigquery` decodes typed
 //!   rows), field rules, primary keys.
 //! - `incremental`: where a run starts, lookback, windows, cursor maxima.
+//! - `steps`: requests sent before an entity's first page request, whose
+//!   outputs later requests read.
 
 mod auth;
 mod bigquery;
@@ -33,6 +35,7 @@ mod rate_limit;
 mod request;
 mod retry;
 mod service_account;
+mod steps;
 mod token;
 
 pub use client::HttpClient;
@@ -63,6 +66,10 @@ pub struct Position {
     /// The parent record being read, for child entities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentPosition>,
+    /// Outputs of the entity's steps finished in this request sequence, by
+    /// step name; a resumed run reuses them instead of sending the steps again.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub steps: serde_json::Map<String, Value>,
     /// The page request within the window and parent.
     #[serde(default)]
     pub page: PageToken,
@@ -113,6 +120,9 @@ pub struct Page {
     pub requests: u32,
     /// Bytes of response body read for this page.
     pub bytes: u64,
+    /// Column types the response declares for its records' fields (a
+    /// BigQuery schema); the entity's own `fields.types` win over them.
+    pub field_types: indexmap::IndexMap<String, crate::spec::plan::FieldType>,
 }
 
 /// Why a fetch stopped early; each kind maps to one retry decision.

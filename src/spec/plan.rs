@@ -15,7 +15,7 @@ use crate::template::{Template, TemplateValue};
 
 pub use super::raw::{
     ApiKeyLocation, ClientAuth, ConfigType, DeletedRows, FieldType, HmacAlgorithm, HttpMethod,
-    Order, ParamLocation, SignatureEncoding, StatusAction, SyncMode, WebhookAction,
+    Order, ParamLocation, SignatureEncoding, StatusAction, SyncMode, TimestampUnit, WebhookAction,
 };
 
 /// Every connector and flow of a config folder, built-in connectors included.
@@ -70,6 +70,10 @@ pub struct ConfigField {
     pub required: bool,
     pub description: Option<String>,
     pub allowed: Option<Vec<Value>>,
+    /// Anchored: a string value must match it as a whole.
+    pub pattern: Option<regex::Regex>,
+    /// A template parameter whose value is rendered for each request.
+    pub templated: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -191,9 +195,27 @@ pub struct Entity {
     pub mode: Option<SyncMode>,
     /// Values of a template's parameters, read as `{{entity.*}}`.
     pub parameters: serde_json::Map<String, Value>,
+    /// Parameters declared `templated`, rendered for each request into
+    /// `{{entity.<name>}}` in place of their text.
+    pub templated_parameters: Vec<(String, Template)>,
+    /// Requests sent before the first page request of each request sequence.
+    pub steps: Vec<Step>,
     /// A digest of everything that shapes the request sequence: a saved
     /// resume position is used only while it matches.
     pub fingerprint: String,
+}
+
+/// A request whose response values later templates read as
+/// `{{steps.<name>.<output>}}`.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub request: RequestPlan,
+    pub outputs: Vec<(String, JsonPath)>,
+    /// Send the request again until this finds `true`.
+    pub until: Option<JsonPath>,
+    pub poll_interval: Duration,
+    pub poll_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -216,8 +238,18 @@ pub enum RecordsPlan {
     /// BigQuery `{"f":[{"v":…}]}` rows decoded with a table schema.
     Schema {
         rows: JsonPath,
-        schema: JsonPath,
+        schema: SchemaSource,
+        timestamp_unit: TimestampUnit,
     },
+}
+
+/// Where a table schema comes from.
+#[derive(Debug, Clone)]
+pub enum SchemaSource {
+    /// A JSONPath into each response.
+    Response(JsonPath),
+    /// A template, such as `{{steps.table.schema}}`, whose value is the schema.
+    Template(Template),
 }
 
 #[derive(Debug, Clone)]

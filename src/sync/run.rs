@@ -267,7 +267,7 @@ pub async fn run_entity(
 
     let mut writer = ChunkWriter {
         destination,
-        target: &target,
+        target: target.clone(),
         run_id: &run_id,
         entity: &entity,
         state,
@@ -317,7 +317,7 @@ pub async fn run_entity(
     };
     if let Err(finish_error) = writer
         .destination
-        .finish_run(&target, &run_id, outcome)
+        .finish_run(&writer.target, &run_id, outcome)
         .await
     {
         warn!(
@@ -492,7 +492,9 @@ async fn sleep_until_deadline(deadline: Option<Instant>) {
 /// Collects pages into a chunk and commits it with its state.
 struct ChunkWriter<'a> {
     destination: &'a mut dyn Destination,
-    target: &'a EntityTarget,
+    /// The run's target; column types that responses declare are added to
+    /// it as pages arrive.
+    target: EntityTarget,
     run_id: &'a str,
     entity: &'a Entity,
     state: EntityState,
@@ -514,6 +516,10 @@ impl ChunkWriter<'_> {
                 Some(pending) => engine::max_cursor(&pending, &max),
                 None => max,
             });
+        }
+        for (field, declared) in page.field_types {
+            // The entity's own fields.types were there first and win.
+            self.target.declared_types.entry(field).or_insert(declared);
         }
         self.buffer.extend(page.records);
         self.position = page.next;
@@ -540,7 +546,7 @@ impl ChunkWriter<'_> {
             state: self.state.to_value(),
         };
         self.destination
-            .write_chunk(self.target, self.run_id, chunk)
+            .write_chunk(&self.target, self.run_id, chunk)
             .await
             .map_err(|error| RunError::destination(&error))?;
         self.uncommitted = false;

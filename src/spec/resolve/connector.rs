@@ -14,8 +14,8 @@ use super::values;
 use super::variables::Scope;
 use super::webhooks;
 use crate::spec::plan::{
-    AuthPlan, ConfigField, Connector, EntityTemplate, HttpMethod, HttpPlan, Origin, RateLimit,
-    RequestPlan, RetryPolicy,
+    AuthPlan, ConfigField, ConfigType, Connector, EntityTemplate, HttpMethod, HttpPlan, Origin,
+    RateLimit, RequestPlan, RetryPolicy,
 };
 use crate::spec::raw::{RawAuth, RawCheck, RawConfigField, RawConnector, RawHttp};
 
@@ -150,6 +150,34 @@ pub fn config_fields(
 ) -> IndexMap<String, ConfigField> {
     let mut fields = IndexMap::new();
     for (key, declared) in raw {
+        let path = compile::extend(relative, key);
+        let pattern = match &declared.pattern {
+            Some(source) => {
+                match values::compile_pattern(source) {
+                    Ok(pattern) => Some(pattern),
+                    Err(error) => {
+                        problems.push(site.value(
+                        &compile::extend(&path, "pattern"),
+                        format!("pattern of {noun} \"{key}\" is not a valid regular expression: {error}"),
+                    ));
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        if declared.templated && declared.value_type != ConfigType::String {
+            problems.push(site.key(
+                &compile::extend(&path, "templated"),
+                format!("templated {noun} \"{key}\" must have type: string"),
+            ));
+        }
+        if declared.templated && noun != "parameter" {
+            problems.push(site.key(
+                &compile::extend(&path, "templated"),
+                format!("templated applies only to template parameters, not to {noun} \"{key}\""),
+            ));
+        }
         let field = ConfigField {
             value_type: declared.value_type,
             secret: declared.secret,
@@ -157,8 +185,9 @@ pub fn config_fields(
             required: declared.required.unwrap_or(declared.default.is_none()),
             description: declared.description.clone(),
             allowed: declared.allowed.clone(),
+            pattern,
+            templated: declared.templated,
         };
-        let path = compile::extend(relative, key);
         if let Some(default) = &field.default {
             let label = format!("default of {noun} \"{key}\"");
             if let Err(message) = values::check_value(default, &field, &label) {
