@@ -78,7 +78,7 @@ pub async fn execute(args: PreviewArgs) -> Result<ExitCode, Failure> {
 
     let target = target_for(&flow, &entity, false);
     let columns =
-        crate::destination::columns::preview_columns(&page.records, &target.declared_types);
+        crate::destination::duckdb::preview_columns(&page.records, &target.declared_types);
     let shown: Vec<Value> = page
         .records
         .iter()

@@ -128,7 +128,8 @@ impl RunStatus {
 /// A column as the destination keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ColumnInfo {
-    /// Field name in the records.
+    /// Field name in the records; empty for a column without a field
+    /// (`_ferry_synced_at`, `_ferry_deleted_at`, a column a person added).
     pub field: String,
     /// Column name in the table (differs when the name had to change).
     pub column: String,

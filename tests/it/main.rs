@@ -3,10 +3,13 @@
 mod support;
 
 mod auth;
+mod cli;
+mod destination;
 mod http;
 mod incremental;
 mod oauth;
 mod pagination;
 mod records;
 mod spec;
+mod sync;
 mod tls;

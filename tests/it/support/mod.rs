@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod api;
+pub mod duck;
 pub mod oauth;
 pub mod plan;
 

@@ -1,0 +1,141 @@
+//! One open database per file in this process.
+//!
+//! DuckDB lets one process write a file, and opening the same file a
+//! second time in that process fails, so every destination for a file gets
+//! a clone of one connection, which shares the database instance.
+//!
+//! Write transactions on one file take turns (the writer lock). DuckDB
+//! runs concurrent transactions, but two that change the catalog at once
+//! fail: two entities creating tables in one new schema get "Catalog
+//! write-write conflict on create".
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
+
+use duckdb::{Config, Connection};
+
+use crate::destination::DestinationError;
+
+/// Open databases by canonical path. Entries are weak so the file closes
+/// (and its lock is released) once the last destination using it is gone.
+static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<SharedDatabase>>>> =
+    LazyLock::new(Mutex::default);
+
+/// What every destination of one file shares.
+struct SharedDatabase {
+    /// The first connection, which new sessions clone.
+    root: Mutex<Connection>,
+    /// Held for the length of each write transaction.
+    writer: Mutex<()>,
+}
+
+/// A connection of its own, plus the file's shared state, which keeps
+/// the registry entry alive while this session is in use (a cancelled
+/// call can leave it running on a blocking thread after its destination
+/// is dropped).
+pub struct Session {
+    pub connection: Connection,
+    /// The database's catalog name (the file name without `.duckdb`).
+    pub catalog: String,
+    shared: Arc<SharedDatabase>,
+}
+
+impl Session {
+    /// Lends the connection and the catalog name, first waiting for the
+    /// file's other write transactions to end when `write` is set.
+    pub fn borrow(&mut self, write: bool) -> (Option<MutexGuard<'_, ()>>, &mut Connection, &str) {
+        let writer = write.then(|| {
+            self.shared
+                .writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        });
+        (writer, &mut self.connection, &self.catalog)
+    }
+}
+
+/// Opens `path`, or shares the database another destination opened.
+pub fn connect(path: &str) -> Result<Session, DestinationError> {
+    let key = canonical_path(path)?;
+    let mut open = OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+
+    let shared = match open.get(&key).and_then(Weak::upgrade) {
+        Some(shared) => shared,
+        None => {
+            let connection = Connection::open_with_flags(&key, offline_config(path)?)
+                .map_err(|error| open_error(path, error))?;
+            let shared = Arc::new(SharedDatabase {
+                root: Mutex::new(connection),
+                writer: Mutex::new(()),
+            });
+            open.insert(key.clone(), Arc::downgrade(&shared));
+            shared
+        }
+    };
+    open.retain(|_, entry| entry.strong_count() > 0);
+
+    let connection = shared
+        .root
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .try_clone()
+        .map_err(|error| open_error(path, error))?;
+    let catalog = connection
+        .query_row("SELECT current_database()", [], |row| row.get(0))
+        .map_err(|error| open_error(path, error))?;
+    Ok(Session {
+        connection,
+        catalog,
+        shared,
+    })
+}
+
+/// Turns off DuckDB's extension autoloading and autoinstalling, which
+/// would download an extension (ICU for a time zone setting) from the
+/// network. JSON is compiled in, so ferry needs none.
+fn offline_config(path: &str) -> Result<Config, DestinationError> {
+    let config = Config::default()
+        .enable_autoload_extension(false)
+        .and_then(|config| config.with("autoinstall_known_extensions", "false"));
+    config.map_err(|error| {
+        DestinationError::Connect(format!(
+            "duckdb://{path}: configuring DuckDB failed: {error}"
+        ))
+    })
+}
+
+/// Resolves the file's directory, so two spellings of one file share an
+/// entry. The file itself may not exist yet.
+fn canonical_path(path: &str) -> Result<PathBuf, DestinationError> {
+    let path = Path::new(path);
+    let Some(name) = path.file_name() else {
+        return Err(DestinationError::Connect(format!(
+            "duckdb://{}: the path names no file",
+            path.display()
+        )));
+    };
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let directory = directory.canonicalize().map_err(|error| {
+        DestinationError::Connect(format!(
+            "duckdb://{}: directory {} is not usable ({error}); create it first",
+            path.display(),
+            directory.display()
+        ))
+    })?;
+    Ok(directory.join(name))
+}
+
+fn open_error(path: &str, error: duckdb::Error) -> DestinationError {
+    let message = format!("duckdb://{path}: {error}");
+    // DuckDB's wording: "Could not set lock on file ...: Conflicting lock
+    // is held in <program> (PID n)".
+    if message.contains("Could not set lock") || message.contains("Conflicting lock") {
+        DestinationError::Locked(message)
+    } else {
+        DestinationError::Connect(message)
+    }
+}
