@@ -17,7 +17,7 @@ use super::request::{self, RequestSource};
 use super::{FetchError, FetchErrorKind};
 use crate::spec::plan::{Entity, Flow, Step};
 
-/// What a step produced.
+/// The outputs of a finished step and the traffic it took.
 pub(crate) struct StepOutcome {
     pub outputs: Map<String, Value>,
     /// Requests sent, polls and retries included.

@@ -62,14 +62,9 @@ pub async fn run_flow(flow: Arc<Flow>, entities: &[String], options: &RunOptions
         Ok(client) => Arc::new(client),
         Err(error) => {
             for entity in &selected {
-                report.runs.push(failed_report(
-                    &flow,
-                    entity,
-                    RunError {
-                        kind: "http".to_string(),
-                        message: crate::redact::redact(&error.message),
-                    },
-                ));
+                report
+                    .runs
+                    .push(failed_report(&flow, entity, RunError::fetch(&error)));
             }
             return report;
         }

@@ -91,7 +91,9 @@ pub struct RunError {
 }
 
 impl RunError {
-    fn fetch(error: &FetchError) -> RunError {
+    /// Builds the run error for a fetch error, with the fetch error's kind
+    /// (`auth`, `http`, `pagination_loop`, …) and its message masked.
+    pub(crate) fn fetch(error: &FetchError) -> RunError {
         let kind = serde_json::to_value(&error.kind)
             .ok()
             .and_then(|value| value.as_str().map(str::to_string))

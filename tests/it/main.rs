@@ -3,6 +3,7 @@
 mod support;
 
 mod auth;
+mod bigquery;
 mod cli;
 mod destination;
 mod http;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod bigquery;
 pub mod duck;
 pub mod oauth;
 pub mod plan;
