@@ -441,3 +441,169 @@ async fn new_configured_token_wins_over_saved_one() {
         Some("rt-configured")
     );
 }
+
+/// Runs the `ferry` binary with `args` in a blocking task, so the provider
+/// on this test's runtime keeps serving.
+async fn ferry(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .env_remove("FERRY_LOG_FORMAT")
+            .env_remove("FERRY_CONFIG")
+            .output()
+            .expect("ferry runs")
+    })
+    .await
+    .unwrap()
+}
+
+/// Writes a connector with refresh-token auth and a flow into `dir`, the
+/// flow writing to `db`.
+fn rotating_folder(dir: &std::path::Path, base: &str, db: &std::path::Path) {
+    let connector = format!(
+        r#"kind: Connector
+name: rotating
+config:
+  refresh_token: {{ type: string, secret: true }}
+  client_secret: {{ type: string, secret: true }}
+http:
+  base_url: "{base}"
+  auth:
+    type: oauth2_refresh_token
+    token_url: "{base}/token"
+    client_id: client-1
+    client_secret: "{{{{config.client_secret}}}}"
+    refresh_token: "{{{{config.refresh_token}}}}"
+  retry: {{ max_attempts: 1 }}
+entities:
+  items:
+    path: /items
+    records: "$.data"
+    primary_key: [id]
+    pagination: {{ type: page_number, param: page }}
+"#
+    );
+    std::fs::write(dir.join("connector.yaml"), connector).unwrap();
+    let flow = format!(
+        "kind: Flow\nname: rotating\nsource:\n  connector: rotating\n  config:\n    refresh_token: rt-configured\n    client_secret: client-secret-xyz\ndestination: \"duckdb://{}\"\n",
+        db.display()
+    );
+    std::fs::write(dir.join("flow.yaml"), flow).unwrap();
+}
+
+fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_token_survives_restart() {
+    let (base, provider) = start(Settings {
+        rotate: true,
+        ..settings()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ferry.d");
+    std::fs::create_dir(&config).unwrap();
+    let db = dir.path().join("out.duckdb");
+    rotating_folder(&config, &base, &db);
+    let sync_args = || {
+        vec![
+            "sync".to_string(),
+            "rotating".to_string(),
+            "--config".to_string(),
+            config.display().to_string(),
+        ]
+    };
+
+    // Two processes, one after the other: the second starts from the
+    // token the first one received and saved.
+    let first = ferry(sync_args()).await;
+    assert_eq!(first.status.code(), Some(0), "{}", output_text(&first));
+    let second = ferry(sync_args()).await;
+    assert_eq!(second.status.code(), Some(0), "{}", output_text(&second));
+
+    {
+        let provider = provider.lock().unwrap();
+        let sent: Vec<&str> = provider
+            .token_requests
+            .iter()
+            .map(|request| request.field("refresh_token").unwrap())
+            .collect();
+        assert_eq!(sent, vec!["rt-configured", "rt-rotated-1"]);
+        assert!(!provider.valid_refresh_tokens.contains("rt-configured"));
+        assert!(provider.valid_refresh_tokens.contains("rt-rotated-2"));
+    }
+    for output in [&first, &second] {
+        let text = output_text(output);
+        for secret in [
+            "rt-configured",
+            "rt-rotated-1",
+            "rt-rotated-2",
+            "client-secret-xyz",
+            "at-1",
+            "at-2",
+        ] {
+            assert!(!text.contains(secret), "{secret} in the output: {text}");
+        }
+    }
+
+    let rows = crate::support::duck::query(&db, "select id from rotating.items order by id");
+    assert_eq!(rows, vec![vec!["1"], vec!["2"], vec!["3"]]);
+    let saved = crate::support::duck::query(
+        &db,
+        "select state->>'refresh_token' from _ferry.state where flow = 'rotating' and entity = '_ferry_auth'",
+    );
+    assert_eq!(saved, vec![vec!["rt-rotated-2"]]);
+
+    // `ferry state show` masks the saved token.
+    let show = ferry(vec![
+        "state".into(),
+        "show".into(),
+        "rotating".into(),
+        "--json".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ])
+    .await;
+    assert_eq!(show.status.code(), Some(0), "{}", output_text(&show));
+    let shown: Value = serde_json::from_slice(&show.stdout).unwrap();
+    let auth_row = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["entity"] == "_ferry_auth")
+        .expect("the auth row is listed");
+    assert_eq!(auth_row["state"]["refresh_token"], json!("***"));
+
+    // `ferry state reset` forgets the entities' state but keeps the token.
+    let reset = ferry(vec![
+        "state".into(),
+        "reset".into(),
+        "rotating".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ])
+    .await;
+    assert_eq!(reset.status.code(), Some(0), "{}", output_text(&reset));
+    let entities = crate::support::duck::query(
+        &db,
+        "select entity from _ferry.state where flow = 'rotating' order by entity",
+    );
+    assert_eq!(entities, vec![vec!["_ferry_auth"]]);
+
+    // A destination without the saved token falls back to the configured
+    // one, which the provider rejects since the first rotation.
+    let fresh = dir.path().join("fresh.duckdb");
+    rotating_folder(&config, &base, &fresh);
+    let third = ferry(sync_args()).await;
+    assert_eq!(third.status.code(), Some(1));
+    let text = output_text(&third);
+    assert!(text.contains("invalid_grant"), "{text}");
+    assert!(!text.contains("rt-configured"), "{text}");
+}
