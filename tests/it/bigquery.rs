@@ -11,8 +11,10 @@ use std::sync::Arc;
 use ferry::sync::{FlowReport, Outcome, RunOptions, run_flow};
 use serde_json::{Value, json};
 
-use crate::support::bigquery::{ApiState, BigQuery, CLIENT_EMAIL, KEY_ID, Table};
-use crate::support::duck;
+use crate::support::bigquery::{
+    ApiState, BigQuery, CLIENT_EMAIL, KEY_ID, Table, generate_key, key_file,
+};
+use crate::support::{duck, json as json_response, mount, requests};
 
 const READONLY_SCOPE: &str = "https://www.googleapis.com/auth/bigquery.readonly";
 
@@ -143,15 +145,20 @@ struct Setup {
 }
 
 fn setup(emulator: &BigQuery, entities: &str) -> Setup {
+    setup_with(&emulator.url, &emulator.key_file, entities)
+}
+
+/// Like [`setup`], for an API at `url` and a key file's JSON.
+fn setup_with(url: &str, key_file: &str, entities: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ferry.d");
     std::fs::create_dir(&config).unwrap();
-    let key = emulator.write_key_file(dir.path());
+    let key = dir.path().join("service-account.json");
+    std::fs::write(&key, key_file).unwrap();
     let db = dir.path().join("warehouse.duckdb");
     let flow = format!(
-        "kind: Flow\nname: warehouse\nsource:\n  connector: bigquery\n  config:\n    service_account: \"${{file:{}}}\"\n    project_id: test-project\n    base_url: \"{}\"\ndestination: \"duckdb://{}\"\nentities:\n{entities}",
+        "kind: Flow\nname: warehouse\nsource:\n  connector: bigquery\n  config:\n    service_account: \"${{file:{}}}\"\n    project_id: test-project\n    base_url: \"{url}\"\ndestination: \"duckdb://{}\"\nentities:\n{entities}",
         key.display(),
-        emulator.url,
         db.display()
     );
     std::fs::write(config.join("flow.yaml"), flow).unwrap();
@@ -432,7 +439,10 @@ async fn resumed_run_continues_same_job() {
         position["steps"]["job"],
         json!({"project": "test-project", "job_id": "job_1", "location": "US"})
     );
-    assert_eq!(position["steps"]["result"], json!({}));
+    assert_eq!(
+        position["steps"]["result"],
+        json!({"schema": all_types_schema()})
+    );
     assert_eq!(
         position["page"],
         json!({"type": "cursor", "value": "tok-4"})
@@ -604,4 +614,147 @@ async fn broken_private_key_is_never_shown() {
     );
     assert!(!error.message.contains("bm90IGEga2V5"), "{}", error.message);
     assert!(emulator.requests().is_empty());
+}
+
+/// Reads the response bodies copied from Google's python-bigquery tests.
+fn client_fixture() -> Value {
+    serde_json::from_str(include_str!("../fixtures/bigquery-client-responses.json")).unwrap()
+}
+
+#[tokio::test]
+async fn client_fixture_rows_decode() {
+    let fixture = client_fixture();
+    let mut api = ApiState::default();
+    let examples = [
+        ("people", "tabledata_list_page"),
+        ("colors", "tabledata_list_repeated_and_record"),
+    ];
+    for (name, key) in examples {
+        let example = &fixture[key];
+        let table = Table {
+            schema: example["table_schema"].clone(),
+            rows: example["response"]["rows"].as_array().unwrap().clone(),
+        };
+        api.tables
+            .insert(format!("test-project.fixtures.{name}"), table);
+    }
+    let emulator = BigQuery::start(api).await;
+    let setup = setup(
+        &emulator,
+        "  people: { template: table, table: test-project.fixtures.people }\n  colors: { template: table, table: test-project.fixtures.colors }\n",
+    );
+
+    let report = sync(&setup.config).await;
+
+    assert_succeeded(&report);
+    let people = duck::query(
+        &setup.db,
+        "select full_name, age, joined from bigquery.people order by full_name",
+    );
+    assert_eq!(
+        people,
+        vec![
+            vec!["Bharney Rhubble", "33", "2015-07-24 19:53:19.006001+00"],
+            vec!["Bhettye Rhubble", "NULL", "NULL"],
+            vec!["Phred Phlyntstone", "32", "2015-07-24 19:53:19.006+00"],
+            vec!["Wylma Phlyntstone", "29", "2015-07-24 19:53:19.006002+00"],
+        ]
+    );
+    let colors = duck::query(&setup.db, "select color, \"struct\" from bigquery.colors");
+    assert_eq!(
+        colors,
+        vec![vec![
+            "[\"red\",\"green\"]",
+            "[{\"index\":[1,2],\"score\":[3.1415,1.414]}]"
+        ]]
+    );
+}
+
+#[tokio::test]
+async fn client_fixture_poll_sequence_replays() {
+    // jobs.query answers jobComplete: false, the poll returns the schema
+    // without rows, and two pages follow, the first with pageToken page-2.
+    let fixture = client_fixture();
+    let sequence = fixture["jobs_query_then_poll"]["sequence"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let server = wiremock::MockServer::start().await;
+    let results = "/bigquery/v2/projects/response-project/queries/response-job-id";
+    let first_page = format!(
+        "{results}?location=response-location&maxResults=10000&formatOptions.useInt64Timestamp=true"
+    );
+    let second_page = format!("{first_page}&pageToken=page-2");
+    let poll = format!("{results}?location=response-location&maxResults=0&timeoutMs=10000");
+    mount(
+        &server,
+        vec![
+            (
+                "/token",
+                json_response(json!({"access_token": "ya29.fixture-token", "expires_in": 3599, "token_type": "Bearer"})),
+            ),
+            (
+                "/bigquery/v2/projects/test-project/queries",
+                json_response(sequence[0]["response"].clone()),
+            ),
+            (&poll, json_response(sequence[2]["response"].clone())),
+            (&first_page, json_response(sequence[4]["response"].clone())),
+            (&second_page, json_response(sequence[5]["response"].clone())),
+        ],
+    )
+    .await;
+    let key = generate_key();
+    let setup = setup_with(
+        &server.uri(),
+        &key_file(&key, &format!("{}/token", server.uri())),
+        "  people:\n    template: query\n    query: \"SELECT full_name, age FROM people;\"\n",
+    );
+
+    let report = sync(&setup.config).await;
+
+    assert_succeeded(&report);
+    assert_eq!(
+        requests(&server).await,
+        vec![
+            "POST /token".to_string(),
+            "POST /bigquery/v2/projects/test-project/queries".to_string(),
+            format!("GET {poll}"),
+            format!("GET {first_page}"),
+            format!("GET {second_page}"),
+        ]
+    );
+    let rows = duck::query(
+        &setup.db,
+        "select full_name, age from bigquery.people order by age",
+    );
+    assert_eq!(
+        rows,
+        vec![
+            vec!["Whillma Phlyntstone", "27"],
+            vec!["Bhetty Rhubble", "28"],
+            vec!["Phred Phlyntstone", "32"],
+            vec!["Bharney Rhubble", "33"],
+            vec!["Pearl Slaghoople", "53"],
+        ]
+    );
+}
+
+#[tokio::test]
+async fn check_connection_lists_projects() {
+    let emulator = BigQuery::start(ApiState::default()).await;
+    let setup = setup(
+        &emulator,
+        "  orders: { template: table, table: test-project.sales.orders }\n",
+    );
+    let loaded = ferry::spec::load_with_env(&setup.config, &|_| None).unwrap();
+    let flow = loaded.catalog.flows["warehouse"].clone();
+
+    ferry::engine::check_connection(&flow)
+        .await
+        .expect("the check succeeds");
+
+    assert_eq!(
+        emulator.requests(),
+        vec!["GET /bigquery/v2/projects?maxResults=1"]
+    );
 }

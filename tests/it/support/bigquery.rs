@@ -10,7 +10,6 @@
 //! the token endpoint issued.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -79,7 +78,7 @@ pub struct BigQuery {
 
 impl BigQuery {
     pub async fn start(state: ApiState) -> BigQuery {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let key = generate_key();
         let provider = oauth::shared(Settings {
             expires_in: Some(3599),
             jwt: Some(JwtCheck {
@@ -112,30 +111,13 @@ impl BigQuery {
             .merge(oauth::routes(provider.clone()));
         let url = oauth::serve(router).await;
         provider.lock().unwrap().token_url = format!("{url}/token");
-        let key_file = json!({
-            "type": "service_account",
-            "project_id": "test-project",
-            "private_key_id": KEY_ID,
-            "private_key": key.serialize_pem(),
-            "client_email": CLIENT_EMAIL,
-            "client_id": "100000000000000000001",
-            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-            "token_uri": format!("{url}/token"),
-        })
-        .to_string();
+        let key_file = key_file(&key, &format!("{url}/token"));
         BigQuery {
             url,
             api,
             provider,
             key_file,
         }
-    }
-
-    /// Writes the key file into `dir` and returns its path.
-    pub fn write_key_file(&self, dir: &Path) -> std::path::PathBuf {
-        let path = dir.join("service-account.json");
-        std::fs::write(&path, &self.key_file).unwrap();
-        path
     }
 
     pub fn requests(&self) -> Vec<String> {
@@ -145,6 +127,27 @@ impl BigQuery {
     pub fn with<T>(&self, change: impl FnOnce(&mut ApiState) -> T) -> T {
         change(&mut self.api.lock().unwrap())
     }
+}
+
+/// Generates an RSA key pair for a test service account.
+pub fn generate_key() -> rcgen::KeyPair {
+    rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap()
+}
+
+/// Returns a service-account key file's JSON for `key`, as Google issues
+/// them, with `token_uri` pointing at a local token endpoint.
+pub fn key_file(key: &rcgen::KeyPair, token_uri: &str) -> String {
+    json!({
+        "type": "service_account",
+        "project_id": "test-project",
+        "private_key_id": KEY_ID,
+        "private_key": key.serialize_pem(),
+        "client_email": CLIENT_EMAIL,
+        "client_id": "100000000000000000001",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": token_uri,
+    })
+    .to_string()
 }
 
 /// Checks the token, records the request and applies injected failures.
