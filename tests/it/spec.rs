@@ -1069,7 +1069,13 @@ fn command_line_flow_problems() {
 #[test]
 fn examples_resolve_without_problems() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let env: HashMap<&str, &str> = HashMap::from([("BOOKSHOP_API_TOKEN", "bookshop-test-token")]);
+    let env: HashMap<&str, &str> = HashMap::from([
+        ("BOOKSHOP_API_TOKEN", "bookshop-test-token"),
+        (
+            "BIGQUERY_SERVICE_ACCOUNT",
+            "{\"type\": \"service_account\"}",
+        ),
+    ]);
     let lookup = |name: &str| env.get(name).map(|value| value.to_string());
     let mut folders = 0;
     for entry in std::fs::read_dir(&examples).unwrap() {
