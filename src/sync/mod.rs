@@ -17,11 +17,13 @@ pub mod state;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use async_trait::async_trait;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use crate::destination;
+use crate::destination::{self, Destination, DestinationError};
 use crate::engine::HttpClient;
-use crate::spec::plan::{Entity, Flow};
+use crate::spec::plan::{DestinationUrl, Entity, Flow};
 
 pub use run::{Outcome, Progress, RunError, RunOptions, RunReport, run_entity};
 pub use state::{EntityState, Resume};
@@ -44,9 +46,45 @@ impl FlowReport {
     }
 }
 
+/// Opens the destination of each entity run. [`DirectDestinations`] opens
+/// the URL; the daemon supplies one that queues runs writing the same
+/// DuckDB file and waits while another process holds the file.
+#[async_trait]
+pub trait Destinations: Send + Sync {
+    async fn open(
+        &self,
+        url: &DestinationUrl,
+        shutdown: &CancellationToken,
+    ) -> Result<Box<dyn Destination>, DestinationError>;
+}
+
+/// Opens each destination URL as it is, for one-off commands.
+pub struct DirectDestinations;
+
+#[async_trait]
+impl Destinations for DirectDestinations {
+    async fn open(
+        &self,
+        url: &DestinationUrl,
+        _shutdown: &CancellationToken,
+    ) -> Result<Box<dyn Destination>, DestinationError> {
+        destination::open(url).await
+    }
+}
+
 /// Runs `entities` of `flow` (all selected entities when empty), parents
 /// before children.
 pub async fn run_flow(flow: Arc<Flow>, entities: &[String], options: &RunOptions) -> FlowReport {
+    run_flow_with(flow, entities, options, Arc::new(DirectDestinations)).await
+}
+
+/// [`run_flow`] with destinations opened by `destinations`.
+pub async fn run_flow_with(
+    flow: Arc<Flow>,
+    entities: &[String],
+    options: &RunOptions,
+    destinations: Arc<dyn Destinations>,
+) -> FlowReport {
     let selected: Vec<Arc<Entity>> = flow
         .entities
         .iter()
@@ -102,7 +140,10 @@ pub async fn run_flow(flow: Arc<Flow>, entities: &[String], options: &RunOptions
                 let flow = flow.clone();
                 let client = client.clone();
                 let options = options.clone();
-                tasks.spawn(async move { run_locked(flow, entity, client, options).await });
+                let destinations = destinations.clone();
+                tasks.spawn(async move {
+                    run_locked(flow, entity, client, options, destinations).await
+                });
             }
             match tasks.join_next().await {
                 Some(Ok(run)) => report.runs.push(run),
@@ -122,6 +163,7 @@ async fn run_locked(
     entity: Arc<Entity>,
     client: Arc<HttpClient>,
     options: RunOptions,
+    destinations: Arc<dyn Destinations>,
 ) -> RunReport {
     let key = format!(
         "{}\u{0}{}\u{0}{}",
@@ -142,7 +184,10 @@ async fn run_locked(
             },
         );
     };
-    let mut destination = match destination::open(&flow.destination).await {
+    let mut destination = match destinations
+        .open(&flow.destination, &options.shutdown)
+        .await
+    {
         Ok(destination) => destination,
         Err(error) => {
             let kind = match error {

@@ -1080,7 +1080,9 @@ fn examples_resolve_without_problems() {
     let mut folders = 0;
     for entry in std::fs::read_dir(&examples).unwrap() {
         let folder = entry.unwrap().path();
-        if !folder.is_dir() {
+        // A Docker Compose example needs its containers' secret files;
+        // the daemon tests check its flow.
+        if !folder.is_dir() || folder.join("compose.yaml").exists() {
             continue;
         }
         folders += 1;
