@@ -55,7 +55,13 @@ pub fn mask(state: &mut Value) {
 }
 
 /// Keeps the token in the flow's own destination, opened for each read or
-/// write (twice per rotation at most).
+/// write (once per run and once per rotation).
+///
+/// It opens the destination directly, not through the daemon's run queue:
+/// the token is read and saved while an entity run of the same flow holds
+/// a queue slot, and waiting for another slot could wait forever. Within
+/// one process a DuckDB file is shared, and its write transactions take
+/// turns.
 struct DestinationTokenStore {
     url: DestinationUrl,
     flow: String,
