@@ -154,6 +154,8 @@ fn pattern_source(pattern: &regex::Regex) -> &str {
 
 /// Compiles a declared pattern so that it must match a whole value.
 pub fn compile_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    // Compiled alone first, so that an error shows the pattern as written.
+    regex::Regex::new(pattern)?;
     regex::Regex::new(&format!("^(?:{pattern})$"))
 }
 
