@@ -14,11 +14,13 @@
 //! - [`daemon`]: `ferry run`: the watched folder, schedules, webhooks and
 //!   the HTTP server around the sync.
 //! - [`cli`]: the `ferry` command.
+//! - [`demo`]: `ferry demo`, with a local Stripe-compatible API.
 //!
 //! [`template`], [`jsonpath`] and [`redact`] serve all of them.
 
 pub mod cli;
 pub mod daemon;
+pub mod demo;
 pub mod destination;
 pub mod engine;
 pub mod jsonpath;

@@ -158,13 +158,32 @@ struct DemoArgs {
     /// DuckDB file to write.
     #[arg(long, default_value = "./ferry-demo.duckdb")]
     db: PathBuf,
+    /// Customers to generate; subscriptions, invoices and charges follow from them.
+    #[arg(long, default_value_t = 1_500)]
+    customers: usize,
+}
+
+async fn demo(args: DemoArgs) -> Result<ExitCode, Failure> {
+    let options = crate::demo::DemoOptions {
+        db: args.db,
+        customers: args.customers,
+    };
+    let mut stdout = std::io::stdout();
+    crate::demo::run(&options, &mut stdout)
+        .await
+        .map_err(|error| Failure::run(error.to_string()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet_logs = matches!(
         cli.command,
-        Command::Schema | Command::List(_) | Command::Check { .. } | Command::State(_)
+        Command::Schema
+            | Command::List(_)
+            | Command::Check { .. }
+            | Command::State(_)
+            | Command::Demo(_)
     );
     let logs = logging::init(cli.log.as_deref(), quiet_logs);
 
@@ -207,8 +226,6 @@ async fn dispatch(command: Command, logs: logging::Logs) -> Result<ExitCode, Fai
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo(_args) => Err(Failure::usage(
-            "`ferry demo` is not available in this build yet",
-        )),
+        Command::Demo(args) => demo(args).await,
     }
 }

@@ -182,6 +182,11 @@ impl HttpClient {
                     flow.connector.name
                 ))
             })?;
+            // An empty value leaves the header out, so an optional config
+            // key (Stripe's `Stripe-Account`) can control whether it is sent.
+            if value.is_empty() {
+                continue;
+            }
             let (name, value) = header_pair(name, &value).map_err(|message| {
                 template_error(format!("connector {}: {message}", flow.connector.name))
             })?;

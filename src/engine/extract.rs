@@ -51,6 +51,33 @@ impl Extractor {
         }
     }
 
+    /// Adds renames found at run time (`fields.names`); a field that
+    /// `fields.rename` already renames keeps the spec's name.
+    pub(crate) fn add_renames(&mut self, renames: HashMap<String, String>) {
+        for (from, to) in renames {
+            self.rules.rename.entry(from).or_insert(to);
+        }
+    }
+
+    /// Checks one record's primary key and applies the field rules, for a
+    /// record that did not come from a page of this entity (a change feed's
+    /// object). `position` locates it in errors.
+    pub(crate) fn shape(&self, record: Record, position: &str) -> Result<Record, FetchError> {
+        for field in &self.primary_key {
+            if record.get(field).is_none_or(Value::is_null) {
+                return Err(FetchError::new(
+                    FetchErrorKind::MissingKey,
+                    format!(
+                        "entity {}: {position} has no primary key field {field:?}; \
+                         check changes.object and the entity's primary_key",
+                        self.entity
+                    ),
+                ));
+            }
+        }
+        Ok(self.rules.apply(record))
+    }
+
     /// Moves the records out of `body`. `page` (1-based) locates a record
     /// in errors; `context` renders a schema template.
     pub(crate) fn extract(
@@ -337,6 +364,7 @@ mod tests {
             exclude: vec!["secret".into()],
             rename: IndexMap::from([("id".to_string(), "external_id".to_string())]),
             types: IndexMap::new(),
+            names: None,
         };
         let rules = FieldRules::new(&fields);
         let record = json!({"a": 1, "id": 2, "secret": 3, "z": 4});

@@ -46,6 +46,7 @@ pub async fn fetch(
     pages: Sender<Page>,
 ) -> Result<(), FetchError> {
     let mut reader = EntityReader::new(&ctx.flow, &ctx.entity, &ctx.client, ctx.now)?;
+    reader.load_field_names().await?;
     tracing::info!(
         flow = %ctx.flow.name,
         entity = %ctx.entity.name,
@@ -115,6 +116,7 @@ pub async fn fetch(
 /// the entity's steps run first.
 pub async fn fetch_first_page(ctx: &FetchContext, start: Position) -> Result<Page, FetchError> {
     let mut reader = EntityReader::new(&ctx.flow, &ctx.entity, &ctx.client, ctx.now)?;
+    reader.load_field_names().await?;
     let mut position = start;
     loop {
         let read = reader.read_page(&position).await?;
@@ -167,18 +169,19 @@ pub async fn check_connection(flow: &Flow) -> Result<(), FetchError> {
 
 /// A page and, when the page revealed one, the error that ends the fetch
 /// after it is delivered.
-struct PageRead {
-    page: Page,
-    error: Option<FetchError>,
+pub(crate) struct PageRead {
+    pub(crate) page: Page,
+    pub(crate) error: Option<FetchError>,
     /// The "page" is a finished step: no records, its outputs in `next`.
-    from_step: bool,
+    pub(crate) from_step: bool,
 }
 
 /// Reads an entity page by page and tracks what loop detection needs.
-struct EntityReader<'a> {
+pub(crate) struct EntityReader<'a> {
     flow: &'a Flow,
     entity: &'a Entity,
     client: &'a HttpClient,
+    now: DateTime<Utc>,
     extractor: Extractor,
     /// The template context; `state` and `window` follow the position.
     context: Value,
@@ -198,7 +201,7 @@ struct SequenceGuard {
 }
 
 impl<'a> EntityReader<'a> {
-    fn new(
+    pub(crate) fn new(
         flow: &'a Flow,
         entity: &'a Entity,
         client: &'a HttpClient,
@@ -209,6 +212,7 @@ impl<'a> EntityReader<'a> {
             flow,
             entity,
             client,
+            now,
             extractor: Extractor::new(entity),
             context: template_context(flow, &entity.parameters, now),
             context_window: None,
@@ -217,7 +221,20 @@ impl<'a> EntityReader<'a> {
         })
     }
 
-    async fn read_page(&mut self, position: &Position) -> Result<PageRead, FetchError> {
+    /// Reads the id → name pairs of `fields.names`, when the entity has it,
+    /// into the field rules.
+    pub(crate) async fn load_field_names(&mut self) -> Result<(), FetchError> {
+        let Some(names) = &self.entity.fields.names else {
+            return Ok(());
+        };
+        let renames =
+            super::names::lookup(self.flow, &self.entity.name, names, self.client, self.now)
+                .await?;
+        self.extractor.add_renames(renames);
+        Ok(())
+    }
+
+    pub(crate) async fn read_page(&mut self, position: &Position) -> Result<PageRead, FetchError> {
         let entity = self.entity;
         self.follow_position(position)?;
         if let Some(step) = steps::pending(entity, &position.steps) {
@@ -367,6 +384,7 @@ impl<'a> EntityReader<'a> {
                 Ok(PageRead {
                     page: Page {
                         records: extracted.records,
+                        deletions: Vec::new(),
                         next: Some(next),
                         cursor_max: extracted.cursor_max,
                         requests: exchange.attempts,
@@ -409,6 +427,7 @@ impl<'a> EntityReader<'a> {
         PageRead {
             page: Page {
                 records,
+                deletions: Vec::new(),
                 next,
                 cursor_max,
                 requests: exchange.attempts,

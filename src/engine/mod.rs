@@ -25,11 +25,13 @@
 
 mod auth;
 mod bigquery;
+mod changes;
 mod client;
 mod extract;
 mod fetch;
 mod incremental;
 mod link;
+mod names;
 mod pagination;
 mod rate_limit;
 mod request;
@@ -38,11 +40,13 @@ mod service_account;
 mod steps;
 mod token;
 
+pub use changes::{feed_entity, fetch_changes, glob_matches};
 pub use client::HttpClient;
 pub use extract::output_field_name;
 pub use fetch::{FetchContext, check_connection, fetch, fetch_first_page};
 pub use incremental::{
     compare_cursors, first_window, initial_position, max_cursor, next_window, subtract_lookback,
+    time_in_form_of,
 };
 pub use token::{SavedRefreshToken, TokenStore};
 
@@ -112,6 +116,8 @@ pub struct ParentPosition {
 #[derive(Debug, Clone, Default)]
 pub struct Page {
     pub records: Vec<Record>,
+    /// Records whose rows are marked deleted (change feeds).
+    pub deletions: Vec<Record>,
     /// Position of the next request; `None` when the entity is complete.
     pub next: Option<Position>,
     /// Maximum of the incremental cursor field among these records.

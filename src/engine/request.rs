@@ -63,6 +63,9 @@ pub(crate) fn build(
         let value = template
             .render(context)
             .map_err(|error| template_error(format!("{label}: headers.{name}: {error}")))?;
+        if value.is_empty() {
+            continue;
+        }
         let (name, value) = header_pair(name, &value)
             .map_err(|message| template_error(format!("{label}: {message}")))?;
         headers.insert(name, value);
@@ -152,6 +155,9 @@ pub(crate) fn follow_url(
         let value = template
             .render(context)
             .map_err(|error| template_error(format!("{label}: headers.{name}: {error}")))?;
+        if value.is_empty() {
+            continue;
+        }
         let (name, value) = header_pair(name, &value)
             .map_err(|message| template_error(format!("{label}: {message}")))?;
         headers.insert(name, value);

@@ -316,11 +316,28 @@ pub struct FieldsPlan {
     pub exclude: Vec<String>,
     pub rename: IndexMap<String, String>,
     pub types: IndexMap<String, FieldType>,
+    pub names: Option<FieldNames>,
+}
+
+/// Fields named `<prefix><id>` renamed `<prefix><name>`, with the pairs
+/// read from another entity's records at the start of each run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldNames {
+    /// Entity of the same connector whose records hold the pairs.
+    pub from: String,
+    /// Field of those records holding the id.
+    pub id: String,
+    /// Field of those records holding the readable name.
+    pub name: String,
+    pub prefix: String,
 }
 
 impl FieldsPlan {
     pub fn is_identity(&self) -> bool {
-        self.include.is_empty() && self.exclude.is_empty() && self.rename.is_empty()
+        self.include.is_empty()
+            && self.exclude.is_empty()
+            && self.rename.is_empty()
+            && self.names.is_none()
     }
 }
 

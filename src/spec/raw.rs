@@ -486,6 +486,25 @@ pub struct RawFields {
     pub rename: IndexMap<String, String>,
     #[serde(default)]
     pub types: IndexMap<String, FieldType>,
+    /// Readable names for fields named by id, looked up in another entity's records.
+    pub names: Option<RawFieldNames>,
+}
+
+/// Renames fields `<prefix><id>` to `<prefix><name>`, with the id → name
+/// pairs read from another entity of the connector at the start of each run
+/// (Close's `custom.cf_<id>` fields and its custom-field lists).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFieldNames {
+    /// Entity whose records hold the ids and names; fetched in full, never stored by this lookup.
+    pub from: String,
+    /// Field of those records that holds the id.
+    pub id: String,
+    /// Field of those records that holds the readable name.
+    pub name: String,
+    /// Text before the id in the renamed fields, kept before the name.
+    #[serde(default)]
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

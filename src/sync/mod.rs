@@ -3,6 +3,7 @@
 //! - `state`: the per-entity state document (cursor, resume position).
 //! - `auth_state`: a flow's rotated refresh token, kept beside it.
 //! - `run`: one entity's chunk loop.
+//! - `changes`: when an entity reads its change feed, and the feed position.
 //!
 //! [`run_flow`] runs the selected entities of a flow, a few at a time, each
 //! with its own destination handle. The in-process lock below keeps an
@@ -11,6 +12,7 @@
 //! PostgreSQL advisory lock.
 
 pub mod auth_state;
+pub mod changes;
 pub mod run;
 pub mod state;
 

@@ -24,6 +24,7 @@ use crate::engine::{self, FetchContext, FetchError, HttpClient, Page, Position, 
 use crate::redact::redact;
 use crate::spec::plan::{DeletedRows, Entity, Flow, SyncMode};
 
+use super::changes::{self, FeedChoice, FeedState};
 use super::state::{EntityState, Resume};
 
 /// Pages that may wait between the fetch task and the writer. Four pages
@@ -170,6 +171,19 @@ struct Start {
     position: Option<Position>,
     resumed: bool,
     run_started_at: DateTime<Utc>,
+    /// What the run reads: the entity's list, or its change feed.
+    source: Source,
+}
+
+/// The request sequence a run reads.
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    List,
+    /// The change feed from this saved feed cursor (`None`: the whole feed).
+    Feed {
+        since: Option<Value>,
+        saved: FeedState,
+    },
 }
 
 fn plan_start(
@@ -185,6 +199,7 @@ fn plan_start(
                 position: resume.position.clone(),
                 resumed: true,
                 run_started_at: resume.run_started_at,
+                source: Source::List,
             };
         }
         warn!(
@@ -194,7 +209,26 @@ fn plan_start(
         );
     }
     // A full refresh reads everything each run, so the saved cursor is not used.
-    let use_cursor = !full && entity_mode(flow, entity) == SyncMode::Incremental;
+    let mut use_cursor = !full && entity_mode(flow, entity) == SyncMode::Incremental;
+    if use_cursor && entity.changes.is_some() {
+        match changes::choose(entity, state, now) {
+            FeedChoice::Feed { since } => {
+                let saved = FeedState::read(state).unwrap_or(FeedState {
+                    cursor: None,
+                    checked_at: now,
+                });
+                return Start {
+                    position: Some(Position::default()),
+                    resumed: false,
+                    run_started_at: now,
+                    source: Source::Feed { since, saved },
+                };
+            }
+            // The list filters on creation only, so a load that follows a
+            // saved list cursor would miss updates: read the list in full.
+            FeedChoice::FullLoad => use_cursor = false,
+        }
+    }
     let saved = if use_cursor {
         state.cursor.as_ref()
     } else {
@@ -204,6 +238,7 @@ fn plan_start(
         position: Some(engine::initial_position(entity, saved, now, !use_cursor)),
         resumed: false,
         run_started_at: now,
+        source: Source::List,
     }
 }
 
@@ -275,6 +310,16 @@ pub async fn run_entity(
         state,
         run_started_at: start.run_started_at,
         buffer: Vec::new(),
+        deletions: Vec::new(),
+        feed: match &start.source {
+            Source::Feed { saved, .. } => Some(FeedRun {
+                saved: saved.clone(),
+                pending: None,
+            }),
+            Source::List => None,
+        },
+        keeps_feed: entity.changes.is_some()
+            && entity_mode(&flow, &entity) == SyncMode::Incremental,
         position: start.position.clone(),
         uncommitted: false,
         opened: None,
@@ -288,7 +333,11 @@ pub async fn run_entity(
                 client,
                 now: started_at,
             };
-            pump(&mut writer, context, position, options, &mut report).await
+            let fetch = match start.source {
+                Source::Feed { since, .. } => FetchStart::Feed(since),
+                Source::List => FetchStart::List(Box::new(position)),
+            };
+            pump(&mut writer, context, fetch, options, &mut report).await
         }
         None => Ended::Complete,
     };
@@ -405,15 +454,25 @@ enum Ended {
 
 /// Moves pages from the fetch task into committed chunks until the fetch
 /// ends, a write fails, or shutdown is requested.
+/// Where the fetch task starts.
+enum FetchStart {
+    List(Box<Position>),
+    /// The change feed, from the saved feed cursor.
+    Feed(Option<Value>),
+}
+
 async fn pump(
     writer: &mut ChunkWriter<'_>,
     context: FetchContext,
-    position: Position,
+    start: FetchStart,
     options: &RunOptions,
     report: &mut RunReport,
 ) -> Ended {
     let (sender, mut receiver) = mpsc::channel::<Page>(CHANNEL_PAGES);
-    let mut fetch = tokio::spawn(engine::fetch(context, position, sender));
+    let mut fetch = match start {
+        FetchStart::List(position) => tokio::spawn(engine::fetch(context, *position, sender)),
+        FetchStart::Feed(since) => tokio::spawn(engine::fetch_changes(context, since, sender)),
+    };
     let chunk_records = writer.entity.chunk.records.max(1) as usize;
     let chunk_time = Duration::from_secs_f64(writer.entity.chunk.seconds.max(0.001));
     let mut progress = Progress {
@@ -435,7 +494,7 @@ async fn pump(
                     callback(&progress);
                 }
                 writer.add(page);
-                if writer.buffer.len() >= chunk_records
+                if writer.buffer.len() + writer.deletions.len() >= chunk_records
                     && let Err(error) = writer.commit().await
                 {
                     fetch.abort();
@@ -502,6 +561,12 @@ struct ChunkWriter<'a> {
     state: EntityState,
     run_started_at: DateTime<Utc>,
     buffer: Vec<Record>,
+    deletions: Vec<Record>,
+    /// Set when the run reads the change feed.
+    feed: Option<FeedRun>,
+    /// The entity reads a change feed after a full load, so a completed
+    /// list run records where the feed starts.
+    keeps_feed: bool,
     /// The request after the last page received; `None` once complete.
     position: Option<Position>,
     /// Pages were received since the last commit.
@@ -511,11 +576,22 @@ struct ChunkWriter<'a> {
     committed_records: u64,
 }
 
+/// A change feed run: the feed position it started from, and the
+/// maximum feed cursor seen, saved only when the run completes.
+struct FeedRun {
+    saved: FeedState,
+    pending: Option<Value>,
+}
+
 impl ChunkWriter<'_> {
     fn add(&mut self, page: Page) {
         if let Some(max) = page.cursor_max {
-            self.state.pending_cursor = Some(match self.state.pending_cursor.take() {
-                Some(pending) => engine::max_cursor(&pending, &max),
+            let pending = match &mut self.feed {
+                Some(feed) => &mut feed.pending,
+                None => &mut self.state.pending_cursor,
+            };
+            *pending = Some(match pending.take() {
+                Some(seen) => engine::max_cursor(&seen, &max),
                 None => max,
             });
         }
@@ -524,6 +600,7 @@ impl ChunkWriter<'_> {
             self.target.declared_types.entry(field).or_insert(declared);
         }
         self.buffer.extend(page.records);
+        self.deletions.extend(page.deletions);
         self.position = page.next;
         self.uncommitted = true;
         self.opened.get_or_insert_with(Instant::now);
@@ -535,16 +612,22 @@ impl ChunkWriter<'_> {
         if !self.uncommitted {
             return Ok(());
         }
-        self.state.resume = Some(Resume {
-            fingerprint: self.entity.fingerprint.clone(),
-            run_started_at: self.run_started_at,
-            position: self.position.clone(),
-        });
+        // A feed run is never resumed mid-way (the change feed module says
+        // why), so it leaves no resume position behind.
+        self.state.resume = match self.feed {
+            Some(_) => None,
+            None => Some(Resume {
+                fingerprint: self.entity.fingerprint.clone(),
+                run_started_at: self.run_started_at,
+                position: self.position.clone(),
+            }),
+        };
         let records = std::mem::take(&mut self.buffer);
-        let count = records.len() as u64;
+        let deletions = std::mem::take(&mut self.deletions);
+        let count = (records.len() + deletions.len()) as u64;
         let chunk = Chunk {
             records,
-            deletions: Vec::new(),
+            deletions,
             state: self.state.to_value(),
         };
         self.destination
@@ -559,6 +642,14 @@ impl ChunkWriter<'_> {
     /// Moves the pending cursor into the saved one when the run succeeded,
     /// and returns the state to store with the run's outcome.
     fn final_state(&mut self, succeeded: bool) -> Value {
+        if let Some(feed) = &self.feed {
+            if succeeded {
+                feed.saved
+                    .after_feed_run(feed.pending.as_ref(), self.run_started_at)
+                    .write(&mut self.state);
+            }
+            return self.state.to_value();
+        }
         if succeeded {
             if let Some(pending) = self.state.pending_cursor.take() {
                 self.state.cursor = Some(match self.state.cursor.take() {
@@ -567,6 +658,10 @@ impl ChunkWriter<'_> {
                 });
             }
             self.state.resume = None;
+            if self.keeps_feed {
+                FeedState::after_full_load(self.state.cursor.as_ref(), self.run_started_at)
+                    .write(&mut self.state);
+            }
         }
         self.state.to_value()
     }

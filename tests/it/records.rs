@@ -125,6 +125,7 @@ async fn field_rules_apply_after_key_check() {
         exclude: vec!["name".into()],
         rename: IndexMap::from([("id".to_string(), "customer_id".to_string())]),
         types: IndexMap::new(),
+        names: None,
     };
     assert_eq!(output_field_name(&fields, "id"), "customer_id");
     let outcome = extract(

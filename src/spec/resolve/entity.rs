@@ -13,9 +13,9 @@ use super::steps;
 use super::variables::{self, RequestScope, Scope};
 use crate::spec::fingerprint::fingerprint;
 use crate::spec::plan::{
-    ChangeFeed, ChunkPlan, ConfigField, DeletionMarker, Entity, FieldsPlan, GraphqlPlan,
-    HttpMethod, Incremental, Order, ParamLocation, ParentPlan, RecordsPlan, RequestPlan,
-    SchemaSource, StatusAction, Window,
+    ChangeFeed, ChunkPlan, ConfigField, DeletionMarker, Entity, FieldNames, FieldsPlan,
+    GraphqlPlan, HttpMethod, Incremental, Order, ParamLocation, ParentPlan, RecordsPlan,
+    RequestPlan, SchemaSource, StatusAction, Window,
 };
 use crate::spec::raw::{RawChanges, RawEntity, RawFields, RawIncremental, RawRecords};
 use crate::spec::suggest;
@@ -150,6 +150,10 @@ pub fn resolve_entity(
     );
     let incremental = incremental_plan(raw.incremental.as_ref(), site, problems);
     let fields = fields_plan(raw.fields.as_ref(), primary_key.as_ref(), site, problems);
+    let fields = fields.and_then(|fields| {
+        let names = field_names(name, raw.fields.as_ref(), context, site, problems)?;
+        Some(FieldsPlan { names, ..fields })
+    });
     let parent = parent_plan(name, raw, context, site, problems);
     let changes = change_feed(raw.changes.as_ref(), site, &scope, problems);
     let on_status = on_status(&raw.on_status, site, problems);
@@ -526,6 +530,58 @@ fn fields_plan(
         exclude: raw.exclude.clone(),
         rename: raw.rename.clone(),
         types: raw.types.clone(),
+        names: None,
+    })
+}
+
+/// Resolves `fields.names`: the lookup entity must be another entity of
+/// the connector.
+fn field_names(
+    name: &str,
+    raw: Option<&RawFields>,
+    context: &EntityContext<'_>,
+    site: &EntitySite,
+    problems: &mut Problems,
+) -> Option<Option<FieldNames>> {
+    let Some(names) = raw.and_then(|fields| fields.names.as_ref()) else {
+        return Some(None);
+    };
+    let mark = problems.len();
+    if names.from == name {
+        problems.push(site.value(
+            &["fields", "names", "from"],
+            format!("fields.names.from: entity \"{name}\" cannot look up its own field names"),
+        ));
+    } else if !context
+        .entity_names
+        .iter()
+        .any(|known| known == &names.from)
+    {
+        let known: Vec<&str> = context.entity_names.iter().map(String::as_str).collect();
+        let hint = suggest::hint(&names.from, &known, "other entities");
+        problems.push(site.value(
+            &["fields", "names", "from"],
+            format!(
+                "fields.names.from: unknown entity \"{}\" in connector \"{}\"{hint}",
+                names.from, context.connector
+            ),
+        ));
+    }
+    for (key, value) in [("id", &names.id), ("name", &names.name)] {
+        if value.trim().is_empty() {
+            problems.push(site.value(
+                &["fields", "names", key],
+                format!("fields.names.{key} must name a field of the looked-up records"),
+            ));
+        }
+    }
+    problems.clean_since(mark).then(|| {
+        Some(FieldNames {
+            from: names.from.clone(),
+            id: names.id.clone(),
+            name: names.name.clone(),
+            prefix: names.prefix.clone(),
+        })
     })
 }
 
