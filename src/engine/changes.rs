@@ -125,6 +125,9 @@ pub fn feed_entity(entity: &Entity, feed: &ChangeFeed) -> Entity {
         partial_ok: false,
         mode: None,
         parameters: entity.parameters.clone(),
+        templated_parameters: entity.templated_parameters.clone(),
+        // The entity's steps precede its own pages, not the feed's.
+        steps: Vec::new(),
         fingerprint: format!("{}/changes", entity.fingerprint),
     }
 }
@@ -166,6 +169,7 @@ impl ChangeMapper {
             requests: page.requests,
             bytes: page.bytes,
             graphql_errors: page.graphql_errors,
+            field_types: page.field_types,
         };
         for (index, change) in page.records.into_iter().enumerate() {
             let change = Value::Object(change);

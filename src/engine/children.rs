@@ -23,12 +23,11 @@ use tokio::task::JoinHandle;
 
 use super::fetch::{
     EntityReader, FetchContext, PageBudget, PageRead, Totals, deliver, describe_position,
-    fetch_first_page, read_sequence,
+    fetch_first_page, read_first_page, read_sequence,
 };
 use super::incremental::initial_position;
 use super::{
-    FetchError, FetchErrorKind, Page, PageToken, ParentPosition, ParentRow, ParentSource, Position,
-    Record,
+    FetchError, FetchErrorKind, Page, ParentPosition, ParentRow, ParentSource, Position, Record,
 };
 use crate::spec::plan::{Entity, ParentPlan};
 
@@ -118,7 +117,7 @@ async fn schedule(
     parents_read: &mut u64,
 ) -> Result<(), FetchError> {
     let mut resume = match &start.parent {
-        Some(parent) if !parent.done => Some(JobStart::Resume(parent.clone(), start.page.clone())),
+        Some(parent) if !parent.done => Some(JobStart::Resume(Box::new(start.clone()))),
         _ => None,
     };
     let mut feed = ParentFeed {
@@ -160,12 +159,16 @@ async fn schedule(
                 if page.next.is_none() {
                     page.next = Some(Position {
                         since: spawner.since.clone(),
-                        window: None,
                         parent: Some(head.parent.finished()),
-                        page: PageToken::Start,
+                        ..Position::default()
                     });
                 }
-                if deliver(page, None, pages, totals).await?.is_none() {
+                let read = PageRead {
+                    page,
+                    error: None,
+                    from_step: false,
+                };
+                if deliver(read, pages, totals).await?.is_none() {
                     return Ok(());
                 }
             }
@@ -210,15 +213,11 @@ pub(crate) async fn first_page(ctx: &FetchContext, start: Position) -> Result<Pa
     if let Some(parent) = &position.parent {
         reader.set_parent(&parent.key, &parent.fields);
     }
-    let read = match embedded {
-        Embedded::None => reader.read_page(&position).await?,
-        Embedded::Missing => PageRead {
-            page: Page::default(),
-            error: None,
-        },
-        Embedded::Value(value) => reader.read_embedded(&position, value)?,
-    };
-    Ok(read.page)
+    match embedded {
+        Embedded::None => read_first_page(&mut reader, position).await,
+        Embedded::Missing => Ok(Page::default()),
+        Embedded::Value(value) => Ok(reader.read_embedded(&position, value)?.page),
+    }
 }
 
 /// Fetches the parent entity's first page and turns its first record into
@@ -326,18 +325,17 @@ fn parent_start(
     };
     let position = Position {
         since,
-        window: None,
         parent: Some(parent.clone()),
-        page: PageToken::Start,
+        ..Position::default()
     };
     Ok((position, embedded, parent))
 }
 
-/// The next parent to read: a row of the list, or the parent a resumed run
-/// was in the middle of, from its saved request.
+/// The next parent to read: a row of the list, or the saved position of
+/// the parent a resumed run was in the middle of.
 enum JobStart {
     Row(ParentRow),
-    Resume(ParentPosition, PageToken),
+    Resume(Box<Position>),
 }
 
 /// One parent being read by its own task.
@@ -392,14 +390,14 @@ impl Spawner {
                 let (position, embedded, parent) = parent_start(plan, self.since.clone(), row)?;
                 (position, embedded, parent)
             }
-            JobStart::Resume(parent, page) => {
-                let position = Position {
-                    since: self.since.clone(),
-                    window: None,
-                    parent: Some(parent.clone()),
-                    page,
-                };
-                (position, Embedded::None, parent)
+            JobStart::Resume(position) => {
+                let parent = position.parent.clone().ok_or_else(|| {
+                    FetchError::new(
+                        FetchErrorKind::Parents,
+                        "a resumed child position has no parent".to_string(),
+                    )
+                })?;
+                (*position, Embedded::None, parent)
             }
         };
         let (sender, receiver) = mpsc::channel(PARENT_CHANNEL_PAGES);
@@ -446,12 +444,13 @@ async fn read_parent(
         Embedded::Missing => Some(PageRead {
             page: Page::default(),
             error: None,
+            from_step: false,
         }),
         Embedded::Value(value) => Some(reader.read_embedded(&start, value)?),
     };
     let position = match first {
         None => start,
-        Some(read) => match deliver(read.page, read.error, &pages, &mut totals).await? {
+        Some(read) => match deliver(read, &pages, &mut totals).await? {
             Some(next) => next,
             None => return Ok(()),
         },

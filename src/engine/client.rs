@@ -12,10 +12,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use url::Url;
 
-use super::auth::Auth;
+use super::auth::{Applied, Auth, AuthContext};
 use super::graphql::Throttle;
 use super::rate_limit::{Limiter, shared_limiter};
 use super::retry::{backoff, is_retryable_status, retry_after, retry_delay};
+use super::token::TokenStore;
 use super::{FetchError, FetchErrorKind};
 use crate::spec::plan::{Flow, RetryPolicy, StatusAction};
 use crate::template::format_time;
@@ -115,11 +116,22 @@ enum AttemptError {
 impl HttpClient {
     /// Builds the client for one run of `flow`: renders the base URL,
     /// headers and credentials from `flow.config`, and loads extra CA
-    /// certificates from `SSL_CERT_FILE`.
+    /// certificates from `SSL_CERT_FILE`. A rotated OAuth 2.0 refresh
+    /// token is kept in the flow's destination (`_ferry.state`).
     pub fn new(flow: &Flow) -> Result<HttpClient, FetchError> {
+        let store = crate::sync::auth_state::store_for(flow);
+        HttpClient::with_token_store(flow, store)
+    }
+
+    /// Builds the client for one run of `flow`, keeping rotated refresh
+    /// tokens in `store` (or nowhere, with `None`).
+    pub fn with_token_store(
+        flow: &Flow,
+        store: Option<Arc<dyn TokenStore>>,
+    ) -> Result<HttpClient, FetchError> {
         let http = &flow.connector.http;
         let context = json!({
-            "config": flow.config,
+            "config": super::fetch::config_values(flow),
             "state": {"cursor": null},
             "parent": null,
             "window": null,
@@ -143,7 +155,13 @@ impl HttpClient {
         })?;
         let origin = Origin::of(&parsed);
 
-        let auth = Auth::from_plan(&http.auth, &context).map_err(|error| {
+        let auth_context = AuthContext {
+            flow: &flow.name,
+            retry: http.retry,
+            timeout: http.timeout,
+            store,
+        };
+        let auth = Auth::from_plan(&http.auth, &context, auth_context).map_err(|error| {
             FetchError::new(
                 error.kind,
                 format!("connector {}: {}", flow.connector.name, error.message),
@@ -291,14 +309,19 @@ impl HttpClient {
     ) -> Result<Exchange, FetchError> {
         let max_attempts = self.retry.max_attempts.max(1);
         let mut attempt = 1;
+        // A 401 to an access token gets one new token and one more attempt,
+        // which does not count against max_attempts.
+        let mut renewed_after_401 = false;
+        let mut sent = 0;
         loop {
             if let Some(limiter) = &self.limiter {
                 limiter.until_ready().await;
             }
             let outcome = self.attempt(request).await;
+            sent += 1;
             let last = attempt >= max_attempts;
             match outcome {
-                Ok(exchange) => {
+                Ok((exchange, applied)) => {
                     if let Some(throttle) = throttled.and_then(|check| check(&exchange)) {
                         if last {
                             return Err(self.gave_up_on_throttle(request, &throttle, attempt));
@@ -320,10 +343,23 @@ impl HttpClient {
                         continue;
                     }
                     let status = exchange.status;
+                    if status == StatusCode::UNAUTHORIZED
+                        && !renewed_after_401
+                        && self.auth.rejected(applied).await
+                    {
+                        renewed_after_401 = true;
+                        tracing::info!(
+                            flow = %self.flow,
+                            entity,
+                            url = %self.display_url(&request.url),
+                            "request got 401 with an access token; retrying once with a new token"
+                        );
+                        continue;
+                    }
                     let listed = on_status.contains_key(&status.as_u16());
                     if listed || !is_retryable_status(status) {
                         return Ok(Exchange {
-                            attempts: attempt,
+                            attempts: sent,
                             ..exchange
                         });
                     }
@@ -366,13 +402,17 @@ impl HttpClient {
         }
     }
 
-    async fn attempt(&self, prepared: &PreparedRequest) -> Result<Exchange, AttemptError> {
+    async fn attempt(
+        &self,
+        prepared: &PreparedRequest,
+    ) -> Result<(Exchange, Applied), AttemptError> {
         let mut request = reqwest::Request::new(prepared.method.clone(), prepared.url.clone());
         *request.headers_mut() = prepared.headers.clone();
         if let Some(body) = &prepared.body {
             *request.body_mut() = Some(reqwest::Body::from(body.clone()));
         }
-        self.auth
+        let applied = self
+            .auth
             .apply(&mut request)
             .await
             .map_err(AttemptError::Fatal)?;
@@ -388,12 +428,15 @@ impl HttpClient {
             .bytes()
             .await
             .map_err(|error| self.classify(prepared, error))?;
-        Ok(Exchange {
-            status,
-            headers,
-            body,
-            attempts: 1,
-        })
+        Ok((
+            Exchange {
+                status,
+                headers,
+                body,
+                attempts: 1,
+            },
+            applied,
+        ))
     }
 
     fn classify(&self, request: &PreparedRequest, error: reqwest::Error) -> AttemptError {
@@ -562,6 +605,26 @@ fn build_reqwest(
         .map_err(|error| format!("could not build the HTTP client: {}", strip_url(&error)))
 }
 
+/// Builds the reqwest client for token requests: the same roots, proxies
+/// and timeout as API requests, and no redirects, because a token request
+/// carries the client secret or a signed assertion.
+pub(crate) fn build_token_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    let roots = extra_root_certificates()?;
+    if !roots.is_empty() {
+        builder = builder.tls_certs_merge(roots);
+    }
+    builder.build().map_err(|error| {
+        format!(
+            "could not build the HTTP client for token requests: {}",
+            strip_url(&error)
+        )
+    })
+}
+
 /// Reads the PEM certificates named by `SSL_CERT_FILE`.
 ///
 /// On Linux, rustls-platform-verifier 0.7 already reads the variable
@@ -617,7 +680,7 @@ fn find_source<'a, E: std::error::Error + 'static>(
     None
 }
 
-fn strip_url(error: &reqwest::Error) -> String {
+pub(crate) fn strip_url(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     if let Some(url) = error.url() {
         text = text

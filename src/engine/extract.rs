@@ -7,11 +7,12 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hasher};
 
+use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 use super::incremental::CursorMax;
 use super::{FetchError, FetchErrorKind, Record, bigquery};
-use crate::spec::plan::{Entity, FieldsPlan, RecordsPlan};
+use crate::spec::plan::{Entity, FieldType, FieldsPlan, RecordsPlan, SchemaSource};
 
 /// Records taken from one response.
 #[derive(Debug, Default)]
@@ -21,6 +22,9 @@ pub(crate) struct Extracted {
     /// A hash of the page's primary keys in order (whole records for
     /// append-only entities); `None` for an empty page.
     pub identity: Option<u64>,
+    /// Column types the response declares (a BigQuery schema), by output
+    /// field name.
+    pub field_types: IndexMap<String, FieldType>,
 }
 
 /// The record rules of one entity, prepared once per fetch.
@@ -84,11 +88,17 @@ impl Extractor {
     }
 
     /// Moves the records out of `body`. `page` (1-based) locates a record
-    /// in errors.
-    pub(crate) fn extract(&self, body: Value, page: u64) -> Result<Extracted, FetchError> {
-        let values = self.select(body)?;
+    /// in errors; `context` renders a schema template.
+    pub(crate) fn extract(
+        &self,
+        body: Value,
+        page: u64,
+        context: &Value,
+    ) -> Result<Extracted, FetchError> {
+        let (values, field_types) = self.select(body, context)?;
         let mut extracted = Extracted {
             records: Vec::with_capacity(values.len()),
+            field_types: self.rules.rename_keys(field_types),
             ..Extracted::default()
         };
         if values.is_empty() {
@@ -124,14 +134,19 @@ impl Extractor {
         Ok(extracted)
     }
 
-    fn select(&self, body: Value) -> Result<Vec<Value>, FetchError> {
+    fn select(
+        &self,
+        body: Value,
+        context: &Value,
+    ) -> Result<(Vec<Value>, IndexMap<String, FieldType>), FetchError> {
         match &self.records {
-            RecordsPlan::Path(path) => Ok(path.take(body)),
+            RecordsPlan::Path(path) => Ok((path.take(body), IndexMap::new())),
             RecordsPlan::Columns { rows, columns } => {
                 let names = column_names(columns.find(&body)).map_err(|message| {
                     self.response_error(format!("{}: {message}", columns.source()))
                 })?;
-                rows.take(body)
+                let records = rows
+                    .take(body)
                     .into_iter()
                     .enumerate()
                     .map(|(index, row)| {
@@ -139,23 +154,43 @@ impl Extractor {
                             self.response_error(format!("{} row {index}: {message}", rows.source()))
                         })
                     })
-                    .collect()
+                    .collect::<Result<_, _>>()?;
+                Ok((records, IndexMap::new()))
             }
-            RecordsPlan::Schema { rows, schema } => {
-                let fields = match schema.find_one(&body) {
-                    Ok(Some(found)) => bigquery::parse_schema(found),
-                    Ok(None) if rows.find(&body).is_empty() => return Ok(Vec::new()),
+            RecordsPlan::Schema {
+                rows,
+                schema,
+                timestamp_unit,
+            } => {
+                let (found, source) = match schema {
+                    SchemaSource::Response(path) => (
+                        path.find_one(&body).map(|found| found.cloned()),
+                        path.source(),
+                    ),
+                    SchemaSource::Template(template) => (
+                        template
+                            .render_value(context)
+                            .map(|value| Some(value).filter(|value| !value.is_null()))
+                            .map_err(|error| error.0),
+                        template.source(),
+                    ),
+                };
+                let schema = match found {
+                    Ok(Some(found)) => bigquery::parse_schema(&found, *timestamp_unit),
+                    Ok(None) if rows.find(&body).is_empty() => {
+                        return Ok((Vec::new(), IndexMap::new()));
+                    }
                     Ok(None) => Err("no schema found".to_string()),
                     Err(message) => Err(message),
                 }
-                .map_err(|message| {
-                    self.response_error(format!("{}: {message}", schema.source()))
-                })?;
-                rows.take(body)
+                .map_err(|message| self.response_error(format!("{source}: {message}")))?;
+                let records = rows
+                    .take(body)
                     .into_iter()
                     .enumerate()
                     .map(|(index, row)| {
-                        bigquery::decode_row(&fields, row)
+                        schema
+                            .decode_row(row)
                             .map(Value::Object)
                             .map_err(|message| {
                                 self.response_error(format!(
@@ -164,7 +199,8 @@ impl Extractor {
                                 ))
                             })
                     })
-                    .collect()
+                    .collect::<Result<_, _>>()?;
+                Ok((records, schema.field_types()))
             }
         }
     }
@@ -282,6 +318,18 @@ impl FieldRules {
                 .map(|(from, to)| (from.clone(), to.clone()))
                 .collect(),
         }
+    }
+
+    /// Applies `exclude`, `include` and `rename` to declared column types.
+    fn rename_keys(&self, types: IndexMap<String, FieldType>) -> IndexMap<String, FieldType> {
+        types
+            .into_iter()
+            .filter(|(name, _)| self.keeps(name))
+            .map(|(name, kind)| match self.rename.get(&name) {
+                Some(renamed) => (renamed.clone(), kind),
+                None => (name, kind),
+            })
+            .collect()
     }
 
     fn keeps(&self, name: &str) -> bool {

@@ -25,10 +25,11 @@ use super::graphql;
 use super::incremental::{initial_position, next_window};
 use super::pagination::{self, NextStep};
 use super::request::{self, Injection, RequestSource};
+use super::steps;
 use super::{
     FetchError, FetchErrorKind, Page, PageToken, ParentSource, Position, Record, WindowPosition,
 };
-use crate::spec::plan::{Entity, Flow, Pagination, StatusAction};
+use crate::spec::plan::{Entity, Flow, Pagination, StatusAction, Step};
 use crate::template::format_time;
 
 /// The inputs of one entity fetch. `now` is fixed for the run, so windows and
@@ -124,8 +125,8 @@ pub(crate) async fn read_sequence(
 ) -> Result<(), FetchError> {
     let mut position = start;
     loop {
-        let PageRead { page, error } = reader.read_page(&position).await?;
-        let Some(next) = deliver(page, error, pages, totals).await? else {
+        let read = reader.read_page(&position).await?;
+        let Some(next) = deliver(read, pages, totals).await? else {
             return Ok(());
         };
         position = next;
@@ -136,12 +137,18 @@ pub(crate) async fn read_sequence(
 /// position to read next: `None` when the sequence is complete or the
 /// receiver is gone.
 pub(crate) async fn deliver(
-    page: Page,
-    error: Option<FetchError>,
+    read: PageRead,
     pages: &Sender<Page>,
     totals: &mut Totals,
 ) -> Result<Option<Position>, FetchError> {
-    totals.pages += 1;
+    let PageRead {
+        page,
+        error,
+        from_step,
+    } = read;
+    if !from_step {
+        totals.pages += 1;
+    }
     totals.records += page.records.len() as u64;
     totals.requests += u64::from(page.requests);
     let next = page.next.clone();
@@ -155,9 +162,9 @@ pub(crate) async fn deliver(
     }
 }
 
-/// Fetches the single page at `start`, for previews and connection checks.
-/// A child entity without parent rows uses the first record of its
-/// parent's first page as its parent.
+/// Fetches the single page at `start`, for previews and connection checks;
+/// the entity's steps run first. A child entity without parent rows uses
+/// the first record of its parent's first page as its parent.
 pub async fn fetch_first_page(ctx: &FetchContext, start: Position) -> Result<Page, FetchError> {
     if ctx.entity.parent.is_some() {
         return children::first_page(ctx, start).await;
@@ -170,7 +177,22 @@ pub async fn fetch_first_page(ctx: &FetchContext, start: Position) -> Result<Pag
         PageBudget::default(),
     );
     reader.load_field_names().await?;
-    reader.read_page(&start).await.map(|read| read.page)
+    read_first_page(&mut reader, start).await
+}
+
+/// Reads pages from `start` until one is not a step's, and returns it.
+pub(crate) async fn read_first_page(
+    reader: &mut EntityReader<'_>,
+    start: Position,
+) -> Result<Page, FetchError> {
+    let mut position = start;
+    loop {
+        let read = reader.read_page(&position).await?;
+        match (read.from_step, read.page.next) {
+            (true, Some(next)) => position = next,
+            (_, next) => return Ok(Page { next, ..read.page }),
+        }
+    }
 }
 
 /// Sends the connector's `check` request, or reads the first page of the
@@ -225,6 +247,8 @@ pub async fn check_connection(flow: &Arc<Flow>) -> Result<(), FetchError> {
 pub(crate) struct PageRead {
     pub(crate) page: Page,
     pub(crate) error: Option<FetchError>,
+    /// The "page" is a finished step: no records, its outputs in `next`.
+    pub(crate) from_step: bool,
 }
 
 /// Pages read in a run, shared by the readers of a child entity's parents
@@ -355,6 +379,10 @@ impl<'a> EntityReader<'a> {
 
     pub(crate) async fn read_page(&mut self, position: &Position) -> Result<PageRead, FetchError> {
         let entity = self.entity;
+        self.follow_position(position)?;
+        if let Some(step) = steps::pending(entity, &position.steps) {
+            return self.read_step(step, position).await;
+        }
         if !self.budget.take(entity.max_pages) {
             return Err(FetchError::new(
                 FetchErrorKind::MaxPages,
@@ -368,7 +396,6 @@ impl<'a> EntityReader<'a> {
         self.pages_read += 1;
         let page_number = self.pages_read;
 
-        self.follow_position(position);
         let request = self.build_request(position)?;
         self.sequence.requested.insert(position.page.clone());
         self.sequence
@@ -457,7 +484,7 @@ impl<'a> EntityReader<'a> {
     ) -> Result<PageRead, FetchError> {
         self.pages_read += 1;
         let page_number = self.pages_read;
-        self.follow_position(position);
+        self.follow_position(position)?;
         // The URL of the first request, which relative next URLs in the
         // embedded value resolve against.
         let request = self.build_request(position)?;
@@ -549,7 +576,7 @@ impl<'a> EntityReader<'a> {
         } = response;
         let signals = pagination::read_signals(&entity.pagination, &body, headers, url)
             .map_err(|message| pagination::signal_error(&self.label, &request, message))?;
-        let extracted = self.extractor.extract(body, page_number)?;
+        let extracted = self.extractor.extract(body, page_number, &self.context)?;
 
         if let Some(identity) = extracted.identity {
             if self.sequence.previous_identity == Some(identity) {
@@ -584,13 +611,15 @@ impl<'a> EntityReader<'a> {
                         "page has no records although the API reports more pages; an empty page ends the entity"
                     );
                 }
-                return Ok(self.end_of_sequence(
+                let mut read = self.end_of_sequence(
                     position,
                     cost,
                     extracted.records,
                     extracted.cursor_max,
                     graphql_errors,
-                ));
+                );
+                read.page.field_types = extracted.field_types;
+                return Ok(read);
             }
             NextStep::Request(token) => {
                 let error = self.check_next(&token, page_number);
@@ -622,8 +651,10 @@ impl<'a> EntityReader<'a> {
                 requests: cost.requests,
                 bytes: cost.bytes,
                 graphql_errors,
+                field_types: extracted.field_types,
             },
             error,
+            from_step: false,
         })
     }
 
@@ -648,6 +679,8 @@ impl<'a> EntityReader<'a> {
                 since: position.since.clone(),
                 window: Some(window),
                 parent: position.parent.clone(),
+                // Each window is a request sequence of its own, steps included.
+                steps: Map::new(),
                 page: PageToken::Start,
             }),
             _ => None,
@@ -661,9 +694,30 @@ impl<'a> EntityReader<'a> {
                 requests: cost.requests,
                 bytes: cost.bytes,
                 graphql_errors,
+                field_types: IndexMap::new(),
             },
             error: None,
+            from_step: false,
         }
+    }
+
+    /// Runs a step and returns a page without records whose next position
+    /// carries the step's outputs, so the writer saves them.
+    async fn read_step(&self, step: &Step, position: &Position) -> Result<PageRead, FetchError> {
+        let outcome = steps::run(self.client, self.flow, self.entity, step, &self.context).await?;
+        let mut next = position.clone();
+        next.steps
+            .insert(step.name.clone(), Value::Object(outcome.outputs));
+        Ok(PageRead {
+            page: Page {
+                next: Some(next),
+                requests: outcome.requests,
+                bytes: outcome.bytes,
+                ..Page::default()
+            },
+            error: None,
+            from_step: true,
+        })
     }
 
     /// Checks the request a page points to: a token already requested in
@@ -730,10 +784,21 @@ impl<'a> EntityReader<'a> {
         ))
     }
 
-    /// Keeps the template context's `state.cursor` and `window` on
-    /// `position`, and starts a new loop-detection sequence with each window.
-    fn follow_position(&mut self, position: &Position) {
+    /// Keeps the template context's `state.cursor`, `window` and `steps` on
+    /// `position`, renders the templated parameters with them, and starts a
+    /// new loop-detection sequence with each window.
+    fn follow_position(&mut self, position: &Position) -> Result<(), FetchError> {
         self.context["state"]["cursor"] = position.since.clone().unwrap_or(Value::Null);
+        self.context["steps"] = Value::Object(position.steps.clone());
+        for (name, template) in &self.entity.templated_parameters {
+            let rendered = template.render(&self.context).map_err(|error| {
+                FetchError::new(
+                    FetchErrorKind::Template,
+                    format!("entity {}: parameter {name}: {error}", self.entity.name),
+                )
+            })?;
+            self.context["entity"][name] = Value::String(rendered);
+        }
         if self.context_window != position.window {
             self.context["window"] = match &position.window {
                 Some(window) => json!({"start": window.start, "end": window.end}),
@@ -747,6 +812,7 @@ impl<'a> EntityReader<'a> {
                 ..SequenceGuard::default()
             };
         }
+        Ok(())
     }
 
     fn build_request(&self, position: &Position) -> Result<PreparedRequest, FetchError> {
@@ -796,18 +862,32 @@ impl<'a> EntityReader<'a> {
 /// Builds the template context of an entity's requests.
 fn template_context(flow: &Flow, parameters: &Map<String, Value>, now: DateTime<Utc>) -> Value {
     json!({
-        "config": flow.config,
+        "config": config_values(flow),
         "state": {"cursor": null},
         "parent": null,
         "window": null,
+        "steps": {},
         "entity": parameters,
         "now": format_time(&now, "iso"),
     })
 }
 
+/// Returns the flow's config values with null for the optional keys it
+/// does not set, so `{{config.KEY}}` renders null (a query parameter left
+/// out) where strict templates would fail.
+pub(crate) fn config_values(flow: &Flow) -> Map<String, Value> {
+    let mut values = flow.config.clone();
+    for key in flow.connector.config.keys() {
+        if !values.contains_key(key) {
+            values.insert(key.clone(), Value::Null);
+        }
+    }
+    values
+}
+
 /// Parses a body as JSON; an empty body (a 204, say) is null, which
 /// selects no records.
-fn parse_body(body: &[u8]) -> Result<Value, String> {
+pub(crate) fn parse_body(body: &[u8]) -> Result<Value, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
@@ -815,7 +895,7 @@ fn parse_body(body: &[u8]) -> Result<Value, String> {
 }
 
 /// Builds the error for a final status that is not a success.
-fn status_error(
+pub(crate) fn status_error(
     label: &str,
     client: &HttpClient,
     request: &PreparedRequest,

@@ -61,6 +61,7 @@ pub fn initial_position(
         since,
         window,
         parent: None,
+        steps: serde_json::Map::new(),
         page: PageToken::Start,
     }
 }

@@ -11,7 +11,9 @@
 //! - `client`: one reqwest client per flow run: TLS roots, proxies,
 //!   timeouts, the shared rate limit (`rate_limit`), and retries with
 //!   backoff and `Retry-After` (`retry`).
-//! - `auth`: credentials for each request.
+//! - `auth`: credentials for each request; `token` fetches and renews
+//!   OAuth 2.0 access tokens, `service_account` signs Google's JWT
+//!   assertions.
 //! - `request`: templates rendered into concrete requests.
 //! - `pagination`: the next request after each page (`link` reads RFC 8288
 //!   `Link` headers).
@@ -21,6 +23,8 @@
 //! - `graphql`: GraphQL request bodies, `errors` and rate limits in 200s.
 //! - `children`: child entities, one request sequence per parent row,
 //!   several parents at once, pages delivered in parent order.
+//! - `steps`: requests sent before an entity's first page request, whose
+//!   outputs later requests read.
 
 mod auth;
 mod bigquery;
@@ -37,6 +41,9 @@ mod pagination;
 mod rate_limit;
 mod request;
 mod retry;
+mod service_account;
+mod steps;
+mod token;
 
 pub use changes::{feed_entity, fetch_changes, glob_matches};
 pub use client::HttpClient;
@@ -46,6 +53,7 @@ pub use incremental::{
     compare_cursors, first_window, initial_position, max_cursor, next_window, subtract_lookback,
     time_in_form_of,
 };
+pub use token::{SavedRefreshToken, TokenStore};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -68,6 +76,10 @@ pub struct Position {
     /// The parent record being read, for child entities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentPosition>,
+    /// Outputs of the entity's steps finished in this request sequence, by
+    /// step name; a resumed run reuses them instead of sending the steps again.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub steps: serde_json::Map<String, Value>,
     /// The page request within the window and parent.
     #[serde(default)]
     pub page: PageToken,
@@ -171,6 +183,9 @@ pub struct Page {
     pub bytes: u64,
     /// GraphQL errors kept with the data under `partial_ok: true`.
     pub graphql_errors: u32,
+    /// Column types the response declares for its records' fields (a
+    /// BigQuery schema); the entity's own `fields.types` win over them.
+    pub field_types: indexmap::IndexMap<String, crate::spec::plan::FieldType>,
 }
 
 /// Why a fetch stopped early; each kind maps to one retry decision.

@@ -14,6 +14,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("stripe", include_str!("../../specs/stripe.yaml")),
     ("close", include_str!("../../specs/close.yaml")),
     ("posthog", include_str!("../../specs/posthog.yaml")),
+    ("bigquery", include_str!("../../specs/bigquery.yaml")),
 ];
 
 /// Returns the path that diagnostics show for a built-in connector.

@@ -1,6 +1,7 @@
 //! Runs: entities of a flow, from their saved state to committed tables.
 //!
 //! - `state`: the per-entity state document (cursor, resume position).
+//! - `auth_state`: a flow's rotated refresh token, kept beside it.
 //! - `run`: one entity's chunk loop.
 //! - `changes`: when an entity reads its change feed, and the feed position.
 //! - `parents`: a child entity's parent rows, read from the destination.
@@ -11,6 +12,7 @@
 //! destination's own lock does the same: DuckDB's file lock, or a
 //! PostgreSQL advisory lock.
 
+pub mod auth_state;
 pub mod changes;
 pub mod parents;
 pub mod run;
@@ -102,14 +104,9 @@ pub async fn run_flow_with(
         Ok(client) => Arc::new(client),
         Err(error) => {
             for entity in &selected {
-                report.runs.push(failed_report(
-                    &flow,
-                    entity,
-                    RunError {
-                        kind: "http".to_string(),
-                        message: crate::redact::redact(&error.message),
-                    },
-                ));
+                report
+                    .runs
+                    .push(failed_report(&flow, entity, RunError::fetch(&error)));
             }
             return report;
         }

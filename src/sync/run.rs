@@ -100,7 +100,9 @@ pub struct RunError {
 }
 
 impl RunError {
-    fn fetch(error: &FetchError) -> RunError {
+    /// Builds the run error for a fetch error, with the fetch error's kind
+    /// (`auth`, `http`, `pagination_loop`, …) and its message masked.
+    pub(crate) fn fetch(error: &FetchError) -> RunError {
         let kind = serde_json::to_value(&error.kind)
             .ok()
             .and_then(|value| value.as_str().map(str::to_string))
@@ -328,7 +330,7 @@ pub async fn run_entity(
 
     let mut writer = ChunkWriter {
         destination,
-        target: &target,
+        target: target.clone(),
         run_id: &run_id,
         entity: &entity,
         state,
@@ -397,7 +399,7 @@ pub async fn run_entity(
     };
     if let Err(finish_error) = writer
         .destination
-        .finish_run(&target, &run_id, outcome)
+        .finish_run(&writer.target, &run_id, outcome)
         .await
     {
         warn!(
@@ -626,7 +628,9 @@ async fn sleep_until_deadline(deadline: Option<Instant>) {
 /// Collects pages into a chunk and commits it with its state.
 struct ChunkWriter<'a> {
     destination: &'a mut dyn Destination,
-    target: &'a EntityTarget,
+    /// The run's target; column types that responses declare are added to
+    /// it as pages arrive.
+    target: EntityTarget,
     run_id: &'a str,
     entity: &'a Entity,
     state: EntityState,
@@ -669,6 +673,10 @@ impl ChunkWriter<'_> {
                 None => max,
             });
         }
+        for (field, declared) in page.field_types {
+            // The entity's own fields.types were there first and win.
+            self.target.declared_types.entry(field).or_insert(declared);
+        }
         self.buffer.extend(page.records);
         self.deletions.extend(page.deletions);
         if let Some(parent) = page.next.as_ref().and_then(|next| next.parent.as_ref()) {
@@ -704,7 +712,7 @@ impl ChunkWriter<'_> {
             state: self.state.to_value(),
         };
         self.destination
-            .write_chunk(self.target, self.run_id, chunk)
+            .write_chunk(&self.target, self.run_id, chunk)
             .await
             .map_err(|error| RunError::destination(&error))?;
         self.uncommitted = false;

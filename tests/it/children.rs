@@ -61,10 +61,9 @@ fn in_progress(parents: &MemoryParents, index: usize) -> ParentPosition {
 
 fn at(parent: ParentPosition, page: PageToken) -> Option<Position> {
     Some(Position {
-        since: None,
-        window: None,
         parent: Some(parent),
         page,
+        ..Position::default()
     })
 }
 

@@ -4,6 +4,7 @@ mod emulator;
 mod support;
 
 mod auth;
+mod bigquery;
 mod children;
 mod cli;
 mod close;
@@ -20,6 +21,7 @@ mod http;
 mod incremental;
 mod localstripe;
 mod measure_children;
+mod oauth;
 mod pagination;
 mod posthog;
 mod records;

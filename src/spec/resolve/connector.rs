@@ -14,8 +14,8 @@ use super::values;
 use super::variables::Scope;
 use super::webhooks;
 use crate::spec::plan::{
-    AuthPlan, ConfigField, Connector, EntityTemplate, HttpMethod, HttpPlan, Origin, RateLimit,
-    RequestPlan, RetryPolicy,
+    AuthPlan, ConfigField, ConfigType, Connector, EntityTemplate, HttpMethod, HttpPlan, Origin,
+    RateLimit, RequestPlan, RetryPolicy,
 };
 use crate::spec::raw::{RawAuth, RawCheck, RawConfigField, RawConnector, RawHttp};
 
@@ -151,6 +151,34 @@ pub fn config_fields(
 ) -> IndexMap<String, ConfigField> {
     let mut fields = IndexMap::new();
     for (key, declared) in raw {
+        let path = compile::extend(relative, key);
+        let pattern = match &declared.pattern {
+            Some(source) => {
+                match values::compile_pattern(source) {
+                    Ok(pattern) => Some(pattern),
+                    Err(error) => {
+                        problems.push(site.value(
+                        &compile::extend(&path, "pattern"),
+                        format!("pattern of {noun} \"{key}\" is not a valid regular expression: {error}"),
+                    ));
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        if declared.templated && declared.value_type != ConfigType::String {
+            problems.push(site.key(
+                &compile::extend(&path, "templated"),
+                format!("templated {noun} \"{key}\" must have type: string"),
+            ));
+        }
+        if declared.templated && noun != "parameter" {
+            problems.push(site.key(
+                &compile::extend(&path, "templated"),
+                format!("templated applies only to template parameters, not to {noun} \"{key}\""),
+            ));
+        }
         let field = ConfigField {
             value_type: declared.value_type,
             secret: declared.secret,
@@ -158,8 +186,9 @@ pub fn config_fields(
             required: declared.required.unwrap_or(declared.default.is_none()),
             description: declared.description.clone(),
             allowed: declared.allowed.clone(),
+            pattern,
+            templated: declared.templated,
         };
-        let path = compile::extend(relative, key);
         if let Some(default) = &field.default {
             let label = format!("default of {noun} \"{key}\"");
             if let Err(message) = values::check_value(default, &field, &label) {
@@ -365,6 +394,7 @@ fn auth_plan(
             client_secret,
             scopes,
             extra,
+            client_auth,
         } => {
             let token_url = text(token_url, "token_url", problems);
             let client_id = text(client_id, "client_id", problems);
@@ -377,6 +407,7 @@ fn auth_plan(
                 client_secret: client_secret?,
                 scopes: scopes.clone(),
                 extra: extra?,
+                client_auth: *client_auth,
             }
         }
         RawAuth::Oauth2RefreshToken {
@@ -386,6 +417,7 @@ fn auth_plan(
             refresh_token,
             scopes,
             extra,
+            client_auth,
         } => {
             let token_url = text(token_url, "token_url", problems);
             let client_id = text(client_id, "client_id", problems);
@@ -400,6 +432,7 @@ fn auth_plan(
                 refresh_token: refresh_token?,
                 scopes: scopes.clone(),
                 extra: extra?,
+                client_auth: *client_auth,
             }
         }
         RawAuth::JwtServiceAccount {

@@ -9,12 +9,13 @@ use serde_json::{Map, Value};
 use super::compile::{self, Problems, extend};
 use super::pagination;
 use super::site::EntitySite;
-use super::variables::{RequestScope, Scope};
+use super::steps;
+use super::variables::{self, RequestScope, Scope};
 use crate::spec::fingerprint::fingerprint;
 use crate::spec::plan::{
     ChangeFeed, ChunkPlan, ConfigField, DeletionMarker, Entity, FieldNames, FieldsPlan,
     GraphqlPlan, HttpMethod, Incremental, Order, ParamLocation, ParentPlan, RecordsPlan,
-    RequestPlan, StatusAction, Window,
+    RequestPlan, SchemaSource, StatusAction, Window,
 };
 use crate::spec::raw::{RawChanges, RawEntity, RawFields, RawIncremental, RawRecords};
 use crate::spec::suggest;
@@ -85,6 +86,12 @@ pub fn resolve_entity(
         _ => format!("entity \"{name}\""),
     };
 
+    if required && name.starts_with("_ferry") {
+        problems.push(site.key(
+            &[],
+            format!("{label} has a reserved name: names starting with _ferry are kept for ferry's bookkeeping; rename it"),
+        ));
+    }
     if matches!(mode, EntityMode::Entity) && !raw.parameters.is_empty() {
         problems.push(site.key(
             &["parameters"],
@@ -132,12 +139,21 @@ pub fn resolve_entity(
                 .is_some_and(|incremental| incremental.window.is_some()),
             parent: parent.map(|parent| (parent.entity.as_str(), parent.fields.as_slice())),
             parameters: mode.parameter_scope(),
+            steps: steps::outputs(&raw.steps),
         }),
     };
 
     let request = request_plan(raw, is_graphql, site, &scope, problems);
     let graphql = graphql_plan(raw, site, &scope, problems);
-    let records = records_plan(raw.records.as_ref(), required, &label, site, problems);
+    let steps = steps::resolve(&raw.steps, site, &scope, problems);
+    let records = records_plan(
+        raw.records.as_ref(),
+        required,
+        &label,
+        site,
+        &scope,
+        problems,
+    );
     let primary_key = primary_key(raw, required, &label, site, problems);
     let pagination = pagination::resolve(
         raw.pagination.as_ref(),
@@ -160,9 +176,21 @@ pub fn resolve_entity(
 
     check_body_params(raw, is_graphql, &request, site, problems);
 
-    let values = match mode {
-        EntityMode::Instance { values, .. } => values,
-        _ => Map::new(),
+    let (values, templated_parameters) = match &mode {
+        EntityMode::Instance {
+            values, parameters, ..
+        } => {
+            let templated = templated_parameters(parameters, values, site, &scope, problems);
+            let mut values = values.clone();
+            // Optional parameters the flow leaves out render as null.
+            for name in parameters.keys() {
+                if !values.contains_key(name) {
+                    values.insert(name.clone(), Value::Null);
+                }
+            }
+            (values, templated)
+        }
+        _ => (Map::new(), Some(Vec::new())),
     };
     if !problems.clean_since(mark) || !required {
         return None;
@@ -187,7 +215,42 @@ pub fn resolve_entity(
         mode: raw.mode,
         fingerprint: fingerprint(raw, context.base_url, &values),
         parameters: values,
+        templated_parameters: templated_parameters?,
+        steps: steps?,
     })
+}
+
+/// Compiles the values of parameters declared `templated`, which render
+/// for each request like any other request template.
+fn templated_parameters(
+    declared: &IndexMap<String, ConfigField>,
+    values: &Map<String, Value>,
+    site: &EntitySite,
+    scope: &Scope<'_>,
+    problems: &mut Problems,
+) -> Option<Vec<(String, Template)>> {
+    let mark = problems.len();
+    let mut compiled = Vec::new();
+    for (name, field) in declared {
+        let Some(Value::String(text)) = values.get(name).filter(|_| field.templated) else {
+            continue;
+        };
+        let template = match Template::compile(text) {
+            Ok(template) => template,
+            Err(error) => {
+                problems.push(site.parameter(
+                    name,
+                    format!("invalid template in parameter \"{name}\": {error}"),
+                ));
+                continue;
+            }
+        };
+        for message in variables::check(&template, scope) {
+            problems.push(site.parameter(name, format!("parameter \"{name}\": {message}")));
+        }
+        compiled.push((name.clone(), template));
+    }
+    problems.clean_since(mark).then_some(compiled)
 }
 
 fn request_plan(
@@ -268,6 +331,7 @@ fn records_plan(
     required: bool,
     label: &str,
     site: &EntitySite,
+    scope: &Scope<'_>,
     problems: &mut Problems,
 ) -> Option<Option<RecordsPlan>> {
     let Some(raw) = raw else {
@@ -290,15 +354,22 @@ fn records_plan(
                 &["records", "columns"],
                 problems,
             );
-            let schema = compile::optional_json_path(
-                rows.schema.as_ref(),
-                site,
-                &["records", "schema"],
-                problems,
-            );
+            let schema = schema_source(rows.schema.as_ref(), site, scope, problems);
+            if rows.timestamp_unit.is_some() && rows.schema.is_none() {
+                problems.push(site.key(
+                    &["records", "timestamp_unit"],
+                    "records.timestamp_unit applies to rows decoded with a schema; add records.schema or remove it",
+                ));
+                return None;
+            }
+            let timestamp_unit = rows.timestamp_unit.unwrap_or_default();
             match (rows_path?, columns?, schema?) {
                 (rows, Some(columns), None) => Some(Some(RecordsPlan::Columns { rows, columns })),
-                (rows, None, Some(schema)) => Some(Some(RecordsPlan::Schema { rows, schema })),
+                (rows, None, Some(schema)) => Some(Some(RecordsPlan::Schema {
+                    rows,
+                    schema,
+                    timestamp_unit,
+                })),
                 _ => {
                     problems.push(site.value(
                         &["records"],
@@ -309,6 +380,26 @@ fn records_plan(
             }
         }
     }
+}
+
+/// Reads `records.schema`: a template when it contains `{{`, such as
+/// `{{steps.table.schema}}`, else a JSONPath into each response.
+fn schema_source(
+    text: Option<&String>,
+    site: &EntitySite,
+    scope: &Scope<'_>,
+    problems: &mut Problems,
+) -> Option<Option<SchemaSource>> {
+    let Some(text) = text else {
+        return Some(None);
+    };
+    let relative = ["records", "schema"];
+    if text.contains("{{") {
+        let template = compile::template(text, site, &relative, scope, problems)?;
+        return Some(Some(SchemaSource::Template(template)));
+    }
+    compile::json_path(text, site, &relative, problems)
+        .map(|path| Some(SchemaSource::Response(path)))
 }
 
 /// `Some(None)` when a template leaves `primary_key` to the flow.

@@ -17,6 +17,7 @@ mod pagination;
 mod schedule;
 pub(crate) mod site;
 mod starts;
+mod steps;
 mod tables;
 mod urls;
 mod values;

@@ -4,9 +4,11 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod bigquery;
 pub mod duck;
 pub mod github;
 pub mod graphql_server;
+pub mod oauth;
 pub mod plan;
 
 use std::sync::Arc;
