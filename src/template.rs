@@ -7,8 +7,10 @@
 //! instead of rendering an empty string; the resolver also checks every
 //! `config.*` reference against the connector's declared keys.
 
+use std::fmt::Write as _;
 use std::sync::OnceLock;
 
+use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
@@ -51,6 +53,7 @@ impl Template {
     pub fn compile(source: &str) -> Result<Template, TemplateError> {
         let compiled =
             HbTemplate::compile(source).map_err(|error| TemplateError(describe_compile(&error)))?;
+        check_time_patterns(&compiled).map_err(TemplateError)?;
         let single_path = single_path(&compiled);
         Ok(Template {
             source: source.to_string(),
@@ -405,7 +408,9 @@ fn format_time_helper(
             value_to_text(&value)
         ))
     })?;
-    out.write(&format_time(&time, &format))?;
+    let text = format_time(&time, &format)
+        .map_err(|message| RenderErrorReason::Other(format!("format_time: {message}")))?;
+    out.write(&text)?;
     Ok(())
 }
 
@@ -496,14 +501,73 @@ pub fn parse_time_text(text: &str) -> Option<DateTime<Utc>> {
     None
 }
 
-pub fn format_time(time: &DateTime<Utc>, format: &str) -> String {
-    match format {
+/// Formats `time` as `unix`, `unix_ms`, `iso`, `date` or a strftime
+/// pattern; a pattern chrono cannot format is an error naming it.
+pub fn format_time(time: &DateTime<Utc>, format: &str) -> Result<String, String> {
+    Ok(match format {
         "unix" => time.timestamp().to_string(),
         "unix_ms" => time.timestamp_millis().to_string(),
-        "iso" => time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        "iso" => iso_time(time),
         "date" => time.format("%Y-%m-%d").to_string(),
-        pattern => time.format(pattern).to_string(),
+        pattern => {
+            check_time_pattern(pattern)?;
+            // `to_string` would panic on a pattern chrono cannot format.
+            let mut text = String::new();
+            write!(text, "{}", time.format(pattern)).map_err(|_| pattern_error(pattern))?;
+            text
+        }
+    })
+}
+
+/// Formats `time` as RFC 3339 in UTC, the form `{{now}}` renders.
+pub fn iso_time(time: &DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Checks a `format_time` FORMAT: a named format, or a strftime pattern
+/// made only of specifiers that chrono supports.
+fn check_time_pattern(format: &str) -> Result<(), String> {
+    if matches!(format, "unix" | "unix_ms" | "iso" | "date") {
+        return Ok(());
     }
+    let unknown = StrftimeItems::new(format).any(|item| matches!(item, Item::Error));
+    if unknown {
+        return Err(pattern_error(format));
+    }
+    Ok(())
+}
+
+fn pattern_error(pattern: &str) -> String {
+    format!(
+        "time format {pattern:?} is not valid; use unix, unix_ms, iso, date or a chrono strftime pattern such as \"%Y-%m-%d\""
+    )
+}
+
+/// Checks the FORMAT of every `format_time` call written as a literal, so
+/// that a bad pattern is a config error instead of a failed request.
+fn check_time_patterns(template: &HbTemplate) -> Result<(), String> {
+    for element in &template.elements {
+        let helper = match element {
+            TemplateElement::Expression(helper)
+            | TemplateElement::HtmlExpression(helper)
+            | TemplateElement::HelperBlock(helper) => helper,
+            _ => continue,
+        };
+        let is_format_time = match &helper.name {
+            Parameter::Name(name) => name == "format_time",
+            Parameter::Path(handlebars::Path::Relative((_, raw))) => raw == "format_time",
+            _ => false,
+        };
+        if is_format_time
+            && let Some(Parameter::Literal(Value::String(format))) = helper.params.get(1)
+        {
+            check_time_pattern(format)?;
+        }
+        for inner in helper.template.iter().chain(helper.inverse.iter()) {
+            check_time_patterns(inner)?;
+        }
+    }
+    Ok(())
 }
 
 fn describe_compile(error: &handlebars::TemplateError) -> String {
@@ -564,6 +628,17 @@ mod tests {
             .render(&json!({"state": {"cursor": "2024-01-02T00:00:00Z"}}))
             .unwrap();
         assert_eq!(text, "1704153600");
+    }
+
+    #[test]
+    fn format_time_rejects_unknown_pattern() {
+        let error = Template::compile(r#"{{format_time now "%Q"}}"#).unwrap_err();
+        assert!(error.0.contains("\"%Q\""), "{}", error.0);
+
+        let template = Template::compile("{{format_time now config.pattern}}").unwrap();
+        let context = json!({"now": "2024-01-02T00:00:00Z", "config": {"pattern": "%Y %"}});
+        let error = template.render(&context).unwrap_err();
+        assert!(error.0.contains("\"%Y %\""), "{}", error.0);
     }
 
     #[test]

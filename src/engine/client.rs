@@ -19,7 +19,7 @@ use super::retry::{backoff, is_retryable_status, retry_after, retry_delay};
 use super::token::TokenStore;
 use super::{FetchError, FetchErrorKind};
 use crate::spec::plan::{Flow, RetryPolicy, StatusAction};
-use crate::template::format_time;
+use crate::template::iso_time;
 
 /// Redirects followed for one request before giving up.
 const MAX_REDIRECTS: usize = 10;
@@ -136,7 +136,7 @@ impl HttpClient {
             "parent": null,
             "window": null,
             "entity": {},
-            "now": format_time(&Utc::now(), "iso"),
+            "now": iso_time(&Utc::now()),
         });
 
         let base_url = http.base_url.render(&context).map_err(|error| {

@@ -30,7 +30,7 @@ use super::{
     FetchError, FetchErrorKind, Page, PageToken, ParentSource, Position, Record, WindowPosition,
 };
 use crate::spec::plan::{Entity, Flow, Pagination, StatusAction, Step};
-use crate::template::format_time;
+use crate::template::iso_time;
 
 /// The inputs of one entity fetch. `now` is fixed for the run, so windows and
 /// `{{now}}` agree across every request of it.
@@ -868,7 +868,7 @@ fn template_context(flow: &Flow, parameters: &Map<String, Value>, now: DateTime<
         "window": null,
         "steps": {},
         "entity": parameters,
-        "now": format_time(&now, "iso"),
+        "now": iso_time(&now),
     })
 }
 

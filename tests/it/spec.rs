@@ -423,6 +423,24 @@ fn template_variable_scopes_are_checked() {
 }
 
 #[test]
+fn unknown_time_pattern_is_located() {
+    let text = github_with(
+        "    records: \"$[*]\"\n    primary_key: [id]\n    pagination",
+        "    params: { since: '{{format_time now \"%Y-%Q\"}}' }\n    records: \"$[*]\"\n    primary_key: [id]\n    pagination",
+    );
+    let folder = Folder::new(&[("github.yaml", &text)]);
+    let errors = folder.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]
+            .starts_with("github.yaml:14:22: invalid template in entities.issues.params.since: "),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[0].contains("\"%Y-%Q\""), "{}", errors[0]);
+}
+
+#[test]
 fn invalid_template_and_jsonpath_are_located() {
     let text = github_with(
         "    records: \"$[*]\"\n    primary_key: [id]\n    pagination",
