@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use indexmap::IndexMap;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -41,6 +41,7 @@ pub struct HttpClient {
     retry: RetryPolicy,
     timeout: Duration,
     allow_cross_host: bool,
+    max_response_bytes: u64,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -228,6 +229,7 @@ impl HttpClient {
             retry: http.retry,
             timeout: http.timeout,
             allow_cross_host: http.allow_cross_host,
+            max_response_bytes: http.max_response_bytes,
         })
     }
 
@@ -424,10 +426,7 @@ impl HttpClient {
             .map_err(|error| self.classify(prepared, error))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| self.classify(prepared, error))?;
+        let body = self.read_body(prepared, response).await?;
         Ok((
             Exchange {
                 status,
@@ -437,6 +436,50 @@ impl HttpClient {
             },
             applied,
         ))
+    }
+
+    /// Reads a response body of at most `http.max_response_mb` after
+    /// decoding, so a huge page or a gzip bomb fails the request instead of
+    /// filling memory. A larger body is not retried: the same request
+    /// would get it again.
+    async fn read_body(
+        &self,
+        prepared: &PreparedRequest,
+        mut response: reqwest::Response,
+    ) -> Result<Bytes, AttemptError> {
+        let limit = self.max_response_bytes;
+        let too_large = || {
+            AttemptError::Fatal(FetchError::new(
+                FetchErrorKind::Response,
+                format!(
+                    "{} {}: the response body is larger than http.max_response_mb ({} MiB), so it was not read; \
+                     request smaller pages (a lower page size parameter) or raise http.max_response_mb",
+                    prepared.method,
+                    self.display_url(&prepared.url),
+                    limit / (1024 * 1024)
+                ),
+            ))
+        };
+        // With gzip the declared length is the compressed one, which reqwest
+        // hides, so this check only applies to bodies sent as they are.
+        if response
+            .content_length()
+            .is_some_and(|length| length > limit)
+        {
+            return Err(too_large());
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| self.classify(prepared, error))?
+        {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
     }
 
     fn classify(&self, request: &PreparedRequest, error: reqwest::Error) -> AttemptError {

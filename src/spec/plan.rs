@@ -87,6 +87,8 @@ pub struct HttpPlan {
     pub retry: RetryPolicy,
     pub timeout: Duration,
     pub allow_cross_host: bool,
+    /// Largest response body read, in bytes after gzip decoding.
+    pub max_response_bytes: u64,
 }
 
 #[derive(Debug, Clone)]

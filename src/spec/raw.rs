@@ -100,6 +100,9 @@ pub struct RawHttp {
     /// Let `next_url` and `link_header` follow URLs on another origin.
     #[serde(default)]
     pub allow_cross_host: bool,
+    /// Largest response body read, in MiB after gzip decoding; a larger
+    /// one fails the run. Default 128.
+    pub max_response_mb: Option<u64>,
 }
 
 /// Authentication, chosen by `type`.

@@ -399,6 +399,88 @@ async fn gzip_body_is_decoded() {
     assert!(accepted.contains("gzip"), "{accepted}");
 }
 
+/// Returns `body` gzip-compressed.
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(body).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn oversized_gzip_body_fails_once() {
+    // 4 MiB of JSON that gzip shrinks to a few KiB, against a 1 MiB limit.
+    let padding = "a".repeat(4 * 1024 * 1024);
+    let body = format!(r#"{{"data": [{{"id": 1, "pad": "{padding}"}}]}}"#);
+    let server = serve(vec![(
+        "/items",
+        ResponseTemplate::new(200)
+            .insert_header("Content-Encoding", "gzip")
+            .insert_header("Content-Type", "application/json")
+            .set_body_bytes(gzip(body.as_bytes())),
+    )])
+    .await;
+    let mut api = connector(&server.uri());
+    api.http.max_response_bytes = 1024 * 1024;
+    let items = Arc::new(entity("items", "/items"));
+    let flow = test_flow(api, &items, json!({}));
+
+    let outcome = run(&flow, &items, Position::default()).await;
+
+    let error = outcome.error();
+    assert_eq!(error.kind, FetchErrorKind::Response);
+    assert!(
+        error
+            .message
+            .contains("response body is larger than http.max_response_mb (1 MiB)"),
+        "{error}"
+    );
+    assert!(outcome.pages.is_empty());
+    assert_eq!(requests(&server).await, vec!["GET /items"]);
+}
+
+#[tokio::test]
+async fn oversized_declared_length_fails() {
+    let padding = "a".repeat(2 * 1024 * 1024);
+    let body = format!(r#"{{"data": [{{"id": 1, "pad": "{padding}"}}]}}"#);
+    let server = serve(vec![(
+        "/items",
+        ResponseTemplate::new(200).set_body_raw(body, "application/json"),
+    )])
+    .await;
+    let mut api = connector(&server.uri());
+    api.http.max_response_bytes = 1024 * 1024;
+    let items = Arc::new(entity("items", "/items"));
+    let flow = test_flow(api, &items, json!({}));
+
+    let outcome = run(&flow, &items, Position::default()).await;
+
+    let error = outcome.error();
+    assert_eq!(error.kind, FetchErrorKind::Response);
+    assert!(error.message.contains("(1 MiB)"), "{error}");
+    assert_eq!(requests(&server).await, vec!["GET /items"]);
+}
+
+#[tokio::test]
+async fn body_at_the_limit_is_read() {
+    let body = br#"{"data": [{"id": 1}]}"#;
+    let server = serve(vec![(
+        "/items",
+        ResponseTemplate::new(200)
+            .insert_header("Content-Encoding", "gzip")
+            .set_body_bytes(gzip(body)),
+    )])
+    .await;
+    let mut api = connector(&server.uri());
+    api.http.max_response_bytes = body.len() as u64;
+    let items = Arc::new(entity("items", "/items"));
+    let flow = test_flow(api, &items, json!({}));
+
+    let outcome = run(&flow, &items, Position::default()).await;
+
+    outcome.assert_ok();
+    assert_eq!(outcome.ids(), vec![json!(1)]);
+}
+
 #[tokio::test]
 async fn invalid_json_is_a_response_error() {
     let server = serve(vec![(

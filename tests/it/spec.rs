@@ -491,7 +491,7 @@ fn entity_value_checks() {
 fn http_value_checks() {
     let text = github_with(
         "  auth: { type: bearer, token: \"{{config.token}}\" }",
-        "  auth: { type: bearer, token: \"{{config.token}}\" }\n  retry: { max_attempts: 0 }\n  timeout_seconds: 0\n  rate_limit: { requests_per_second: -1 }",
+        "  auth: { type: bearer, token: \"{{config.token}}\" }\n  retry: { max_attempts: 0 }\n  timeout_seconds: 0\n  rate_limit: { requests_per_second: -1 }\n  max_response_mb: 0",
     );
     let folder = Folder::new(&[("github.yaml", &text)]);
     assert_eq!(
@@ -500,8 +500,26 @@ fn http_value_checks() {
             "github.yaml:11:26: http.retry.max_attempts must be at least 1 (1 means no retry), found 0",
             "github.yaml:12:20: http.timeout_seconds must be greater than 0, found 0",
             "github.yaml:13:38: http.rate_limit.requests_per_second must be greater than 0, found -1",
+            "github.yaml:14:20: http.max_response_mb must be at least 1, found 0",
         ]
     );
+}
+
+#[test]
+fn response_limit_defaults_and_converts() {
+    let folder = Folder::new(&[("github.yaml", GITHUB)]);
+    let loaded = folder.loaded();
+    let http = &loaded.catalog.connectors["github"].http;
+    assert_eq!(http.max_response_bytes, 128 * 1024 * 1024);
+
+    let text = github_with(
+        "  auth: { type: bearer, token: \"{{config.token}}\" }",
+        "  auth: { type: bearer, token: \"{{config.token}}\" }\n  max_response_mb: 2",
+    );
+    let folder = Folder::new(&[("github.yaml", &text)]);
+    let loaded = folder.loaded();
+    let http = &loaded.catalog.connectors["github"].http;
+    assert_eq!(http.max_response_bytes, 2 * 1024 * 1024);
 }
 
 #[test]

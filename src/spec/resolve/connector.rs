@@ -21,6 +21,14 @@ use crate::spec::raw::{RawAuth, RawCheck, RawConfigField, RawConnector, RawHttp}
 
 const DEFAULT_TIMEOUT_SECONDS: f64 = 30.0;
 
+/// Default of `http.max_response_mb`. The limit keeps a runaway or
+/// gzip-bomb response from taking the process's memory. It sits far above
+/// usual API pages: BigQuery's REST discovery document limits its
+/// responses to 10 MB.
+const DEFAULT_MAX_RESPONSE_MB: u64 = 128;
+
+const MIB: u64 = 1024 * 1024;
+
 /// A connector document and what reading it left out.
 pub struct ConnectorSource<'a> {
     pub raw: &'a RawConnector,
@@ -261,6 +269,7 @@ fn http_plan(
         &["http", "timeout_seconds"],
         problems,
     );
+    let max_response_bytes = max_response_bytes(raw, site, problems);
     Some(HttpPlan {
         base_url: base_url?,
         headers: headers?,
@@ -270,7 +279,26 @@ fn http_plan(
         retry: retry?,
         timeout: timeout?,
         allow_cross_host: raw.allow_cross_host,
+        max_response_bytes: max_response_bytes?,
     })
+}
+
+/// Converts `http.max_response_mb` to bytes.
+fn max_response_bytes(raw: &RawHttp, site: &EntitySite, problems: &mut Problems) -> Option<u64> {
+    let megabytes = raw.max_response_mb.unwrap_or(DEFAULT_MAX_RESPONSE_MB);
+    let message = if megabytes == 0 {
+        format!("http.max_response_mb must be at least 1, found {megabytes}")
+    } else {
+        match megabytes.checked_mul(MIB) {
+            Some(bytes) => return Some(bytes),
+            None => format!(
+                "http.max_response_mb must be at most {}, found {megabytes}",
+                u64::MAX / MIB
+            ),
+        }
+    };
+    problems.push(site.value(&["http", "max_response_mb"], message));
+    None
 }
 
 /// Compiles `http.base_url`; one without templates must already be an

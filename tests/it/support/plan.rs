@@ -62,6 +62,7 @@ pub fn connector(base_url: &str) -> Connector {
             retry: fast_retry(),
             timeout: Duration::from_secs(5),
             allow_cross_host: false,
+            max_response_bytes: 128 * 1024 * 1024,
         },
         check: None,
         entities: IndexMap::new(),
