@@ -59,12 +59,21 @@ pub fn replace(old: Option<&str>, new: &str) {
     register(new);
 }
 
-/// Forms a secret takes in URLs and headers, so those are masked too.
+/// Forms a secret takes in URLs, and inside JSON strings (a response body
+/// that echoes it, `--json` output, JSON log lines), so those are masked too.
 fn encoded_forms(secret: &str) -> Vec<String> {
     let query: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json
+        .strip_prefix('"')
+        .and_then(|quoted| quoted.strip_suffix('"'))
+        .unwrap_or_default()
+        .to_string();
     let mut forms = Vec::new();
-    if query != secret {
-        forms.push(query);
+    for form in [query, json] {
+        if form != secret && !form.is_empty() && !forms.contains(&form) {
+            forms.push(form);
+        }
     }
     forms
 }
@@ -168,6 +177,15 @@ mod tests {
     fn url_encoded_secret_is_masked() {
         register("a b&c=secret");
         assert_eq!(redact("?key=a+b%26c%3Dsecret"), "?key=***");
+    }
+
+    #[test]
+    fn json_escaped_secret_is_masked() {
+        register("pa\"ss\\word_json");
+        assert_eq!(
+            redact(r#"{"echo":"pa\"ss\\word_json"}"#),
+            r#"{"echo":"***"}"#
+        );
     }
 
     #[test]

@@ -547,6 +547,31 @@ async fn secrets_stay_out_of_errors() {
 }
 
 #[tokio::test]
+async fn echoed_json_escaped_secret_is_masked() {
+    let token = r#"tok"quoted\slash_0987"#;
+    let echoed = r#"tok\"quoted\\slash_0987"#;
+    let server = serve(vec![(
+        "/items",
+        ResponseTemplate::new(401).set_body_json(json!({"error": format!("bad token {token}")})),
+    )])
+    .await;
+    let items = Arc::new(entity("items", "/items"));
+    let mut api = connector(&server.uri());
+    api.http.auth = AuthPlan::Bearer {
+        token: template("{{config.token}}"),
+    };
+    let flow = test_flow(api, &items, json!({"token": token}));
+
+    let outcome = run(&flow, &items, Position::default()).await;
+
+    let error = outcome.error();
+    assert_eq!(error.kind, FetchErrorKind::Auth);
+    assert!(error.message.contains(r#""bad token ***""#), "{error}");
+    assert!(!error.message.contains(echoed), "{error}");
+    assert!(!error.message.contains("slash_0987"), "{error}");
+}
+
+#[tokio::test]
 async fn redirect_to_other_origin_is_refused() {
     let other = serve(vec![("/landing", ok_page())]).await;
     let server = serve(vec![(
