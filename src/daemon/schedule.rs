@@ -70,10 +70,12 @@ pub fn next_tick(
             .map(|tick| tick.with_timezone(&Utc)),
         Trigger::Every(interval) => {
             let interval = chrono::Duration::from_std(*interval).ok()?;
-            // Keep the rhythm of the last run where there is one.
-            match last_started {
-                Some(last) if last + interval > after => Some(last + interval),
-                _ => Some(after + interval),
+            // Keep the rhythm of the last run where there is one. A tick
+            // past chrono's last date is no tick, as for a cron expression.
+            let from_last = last_started.and_then(|last| last.checked_add_signed(interval));
+            match from_last {
+                Some(tick) if tick > after => Some(tick),
+                _ => after.checked_add_signed(interval),
             }
         }
     }
@@ -104,8 +106,9 @@ pub fn missed(trigger: &Trigger, last_run: Option<LastRun>, now: DateTime<Utc>) 
     match trigger {
         Trigger::Cron { .. } => next_tick(trigger, last, None).is_some_and(|tick| tick <= now),
         Trigger::Every(interval) => chrono::Duration::from_std(*interval)
-            .map(|interval| last + interval <= now)
-            .unwrap_or(false),
+            .ok()
+            .and_then(|interval| last.checked_add_signed(interval))
+            .is_some_and(|tick| tick <= now),
     }
 }
 

@@ -244,6 +244,39 @@ async fn flow_that_never_ran_runs_at_startup() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn unrepresentable_interval_leaves_others_running() {
+    let start = "2024-01-01T12:00:00Z";
+    // 300,000 years from 2024 is past chrono's last representable date.
+    let forever = Duration::from_secs(300_000 * 365 * 86_400);
+    let harness = Harness::start(
+        start,
+        vec![
+            flow("forever", Trigger::Every(forever)),
+            flow("hourly", Trigger::Every(Duration::from_secs(3600))),
+        ],
+        Duration::from_secs(5),
+        Ok(Some(utc(start))),
+    );
+    wait(2 * 3600 + 1).await;
+
+    let runs: Vec<(String, DateTime<Utc>)> = harness
+        .runs()
+        .into_iter()
+        .map(|(flow, _, at)| (flow, at))
+        .collect();
+    assert_eq!(
+        runs,
+        vec![
+            ("hourly".to_string(), utc("2024-01-01T13:00:00Z")),
+            ("hourly".to_string(), utc("2024-01-01T14:00:00Z")),
+        ]
+    );
+    let reply = harness.submit("forever", RunReason::Manual).await;
+    assert_eq!(reply, Submitted::Started);
+    harness.shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
 async fn unreadable_history_waits_for_next_tick() {
     let harness = Harness::start(
         "2024-01-01T12:30:00Z",

@@ -808,6 +808,15 @@ fn schedule_settings_are_checked() {
         folder.errors(),
         vec!["flow.yaml:11:1: set either schedule (cron) or every (an interval), not both"]
     );
+    let flow = format!("{FLOW}every: 300000y\n");
+    let folder = Folder::new(&[("github.yaml", GITHUB), ("flow.yaml", &flow)]);
+    let errors = folder.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("flow.yaml:10:8: every \"300000y\" is too long"),
+        "{}",
+        errors[0]
+    );
 }
 
 #[test]

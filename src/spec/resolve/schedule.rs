@@ -78,11 +78,22 @@ fn shift(value: &str) -> String {
 pub fn every(text: &str) -> Result<std::time::Duration, String> {
     match humantime::parse_duration(text.trim()) {
         Ok(duration) if duration.is_zero() => Err("every must be longer than 0".to_string()),
+        Ok(duration) if !schedulable(duration) => Err(format!(
+            "every \"{text}\" is too long: one interval from now is past the latest date ferry can schedule; write a shorter interval such as 1d"
+        )),
         Ok(duration) => Ok(duration),
         Err(error) => Err(format!(
             "invalid interval \"{text}\" for every ({error}); write it like 30s, 15m, 1h or 1d"
         )),
     }
+}
+
+/// True when a time one interval from now is a date chrono can represent.
+fn schedulable(interval: std::time::Duration) -> bool {
+    chrono::Duration::from_std(interval)
+        .ok()
+        .and_then(|interval| chrono::Utc::now().checked_add_signed(interval))
+        .is_some()
 }
 
 /// Parses an IANA time zone name, suggesting the closest one when misspelt.
