@@ -195,19 +195,22 @@ impl HttpClient {
             headers.append(name, value);
         }
 
-        let limiter = http.rate_limit.and_then(|limit| {
-            let limiter =
-                shared_limiter(&flow.connector.name, &auth.digest(), &origin.to_string(), limit);
-            if limiter.is_none() {
-                tracing::warn!(
-                    flow = %flow.name,
-                    connector = %flow.connector.name,
-                    requests_per_second = limit.requests_per_second,
-                    "http.rate_limit.requests_per_second is not a positive number, so requests are not rate limited"
+        let limiter = match http.rate_limit {
+            None => None,
+            Some(limit) => {
+                let limiter = shared_limiter(
+                    &flow.connector.name,
+                    &auth.digest(),
+                    &origin.to_string(),
+                    limit,
                 );
+                let limiter = limiter.ok_or_else(|| {
+                    let problem = limit.problem().unwrap_or_default();
+                    template_error(format!("connector {}: {problem}", flow.connector.name))
+                })?;
+                Some(limiter)
             }
-            limiter
-        });
+        };
 
         let client = build_reqwest(http.timeout, origin.clone(), http.allow_cross_host).map_err(
             |message| {

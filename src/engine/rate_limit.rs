@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
@@ -29,7 +28,7 @@ fn registry() -> &'static Mutex<HashMap<[u8; 32], Entry>> {
 
 /// Returns the limiter shared by every run with this connector, credential
 /// digest and origin. A changed rate (a reloaded spec) replaces the limiter.
-/// Returns `None` when the rate is not a positive number.
+/// Returns `None` when the rate has no period ([`RateLimit::period`]).
 pub(crate) fn shared_limiter(
     connector: &str,
     credentials: &[u8; 32],
@@ -64,11 +63,7 @@ pub(crate) fn shared_limiter(
 }
 
 fn quota(limit: RateLimit) -> Option<Quota> {
-    let rate = limit.requests_per_second;
-    if !rate.is_finite() || rate <= 0.0 {
-        return None;
-    }
-    let period = Duration::from_secs_f64(1.0 / rate);
+    let period = limit.period()?;
     let burst = NonZeroU32::new(limit.burst.max(1))?;
     Some(Quota::with_period(period)?.allow_burst(burst))
 }

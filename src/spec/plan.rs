@@ -137,6 +137,34 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
+impl RateLimit {
+    /// Returns the wait between two requests; `None` when the rate is not
+    /// a positive number, or so small that the wait overflows a `Duration`.
+    pub fn period(&self) -> Option<Duration> {
+        let rate = self.requests_per_second;
+        if !(rate.is_finite() && rate > 0.0) {
+            return None;
+        }
+        Duration::try_from_secs_f64(1.0 / rate).ok()
+    }
+
+    /// Describes why the rate is unusable; `None` when [`RateLimit::period`] has a value.
+    pub fn problem(&self) -> Option<String> {
+        let rate = self.requests_per_second;
+        if !(rate.is_finite() && rate > 0.0) {
+            return Some(format!(
+                "http.rate_limit.requests_per_second must be greater than 0, found {rate}"
+            ));
+        }
+        self.period().is_none().then(|| {
+            format!(
+                "http.rate_limit.requests_per_second {rate:e} is too small: the wait between two requests \
+                 would be longer than any duration ferry can represent"
+            )
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     /// Every attempt, the first included.

@@ -621,6 +621,28 @@ async fn rate_limit_is_shared_by_credentials() {
     assert!(elapsed >= Duration::from_millis(450), "took {elapsed:?}");
 }
 
+#[test]
+fn tiny_rate_limit_builds_client() {
+    let items = Arc::new(entity("items", "/items"));
+    let mut api = connector("http://127.0.0.1:9");
+    api.http.rate_limit = Some(RateLimit {
+        requests_per_second: 1e-300,
+        burst: 1,
+    });
+    let flow = test_flow(api, &items, json!({}));
+
+    let client = HttpClient::new(&flow);
+
+    let error = client.expect_err("a rate that cannot be waited for is an error");
+    assert_eq!(error.kind, FetchErrorKind::Template);
+    assert!(
+        error
+            .message
+            .contains("requests_per_second 1e-300 is too small"),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn check_connection_sends_check_request() {
     let server = serve(vec![("/user", json(json!({"login": "me"})))]).await;

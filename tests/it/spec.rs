@@ -503,6 +503,18 @@ fn http_value_checks() {
             "github.yaml:14:20: http.max_response_mb must be at least 1, found 0",
         ]
     );
+
+    let text = github_with(
+        "  auth: { type: bearer, token: \"{{config.token}}\" }",
+        "  auth: { type: bearer, token: \"{{config.token}}\" }\n  rate_limit: { requests_per_second: 1e-300 }",
+    );
+    let folder = Folder::new(&[("github.yaml", &text)]);
+    assert_eq!(
+        folder.errors(),
+        vec![
+            "github.yaml:11:38: http.rate_limit.requests_per_second 1e-300 is too small: the wait between two requests would be longer than any duration ferry can represent",
+        ]
+    );
 }
 
 #[test]

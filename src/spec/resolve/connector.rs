@@ -240,13 +240,12 @@ fn http_plan(
         Some(limit) => {
             let mark = problems.len();
             let rate = limit.requests_per_second;
-            if !(rate.is_finite() && rate > 0.0) {
-                problems.push(site.value(
-                    &["http", "rate_limit", "requests_per_second"],
-                    format!(
-                        "http.rate_limit.requests_per_second must be greater than 0, found {rate}"
-                    ),
-                ));
+            let plan = RateLimit {
+                requests_per_second: rate,
+                burst: limit.burst.unwrap_or(1),
+            };
+            if let Some(message) = plan.problem() {
+                problems.push(site.value(&["http", "rate_limit", "requests_per_second"], message));
             }
             if limit.burst == Some(0) {
                 problems.push(site.value(
@@ -254,12 +253,7 @@ fn http_plan(
                     "http.rate_limit.burst must be at least 1, found 0",
                 ));
             }
-            problems.clean_since(mark).then(|| {
-                Some(RateLimit {
-                    requests_per_second: rate,
-                    burst: limit.burst.unwrap_or(1),
-                })
-            })
+            problems.clean_since(mark).then_some(Some(plan))
         }
     };
     let retry = retry_policy(raw, site, problems);
