@@ -198,8 +198,9 @@ fn cost_wait(body: &Value) -> Option<Duration> {
     if rate <= 0.0 {
         return None;
     }
+    // A NaN (from a "NaN" or an overflowing number) asks for no usable wait.
     let seconds = ((requested - available) / rate).clamp(0.0, 86_400.0);
-    Some(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 /// Reads GitHub-style `x-ratelimit-remaining: 0` with
@@ -209,7 +210,12 @@ fn reset_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if header("x-ratelimit-remaining")? != 0 {
         return None;
     }
-    let reset = UNIX_EPOCH + Duration::from_secs(header("x-ratelimit-reset")?);
+    // A reset beyond what SystemTime holds is a wait as long as allowed,
+    // which the retry policy's max_wait then caps.
+    let Some(reset) = UNIX_EPOCH.checked_add(Duration::from_secs(header("x-ratelimit-reset")?))
+    else {
+        return Some(Duration::MAX);
+    };
     Some(reset.duration_since(now).unwrap_or(Duration::ZERO))
 }
 

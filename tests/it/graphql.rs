@@ -455,6 +455,40 @@ async fn cost_extension_wait_is_honoured() {
 }
 
 #[tokio::test]
+async fn unusable_throttle_waits_still_retry() {
+    let nan_cost = json_response(json!({
+        "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
+        "extensions": {"cost": {
+            "requestedQueryCost": "NaN",
+            "throttleStatus": {"maximumAvailable": 1000, "currentlyAvailable": 10, "restoreRate": 100}
+        }}
+    }));
+    let endless_reset = rate_limited()
+        .insert_header("x-ratelimit-remaining", "0")
+        .insert_header("x-ratelimit-reset", "18446744073709551615");
+    for throttled in [nan_cost, endless_reset] {
+        let server = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(Sequence::new(vec![
+                throttled,
+                json_response(page(json!([{"id": "I_1"}]), false, Value::Null)),
+            ]))
+            .mount(&server)
+            .await;
+        let issues = Arc::new(issues());
+        let mut api = connector(&server.uri());
+        api.http.retry.max_wait = Duration::from_millis(20);
+        let flow = test_flow(api, &issues, config());
+
+        let outcome = run(&flow, &issues, Position::default()).await;
+
+        outcome.assert_ok();
+        assert_eq!(outcome.ids(), vec![json!("I_1")]);
+        assert_eq!(received(&server).await.len(), 2);
+    }
+}
+
+#[tokio::test]
 async fn http_error_status_quotes_the_errors() {
     let server = serve_by_after(vec![(
         None,
