@@ -269,7 +269,7 @@ fn timestamp(text: &str, unit: TimestampUnit) -> Option<Value> {
 /// microseconds without going through a float.
 fn decimal_micros(text: &str) -> Option<i128> {
     let (mantissa, exponent) = match text.find(['e', 'E']) {
-        Some(at) => (&text[..at], text[at + 1..].parse::<i32>().ok()?),
+        Some(at) => (&text[..at], text[at + 1..].parse::<i64>().ok()?),
         None => (text, 0),
     };
     let (negative, mantissa) = match mantissa.strip_prefix('-') {
@@ -288,16 +288,24 @@ fn decimal_micros(text: &str) -> Option<i128> {
         return None;
     }
     let digits = format!("{whole}{fraction}");
+    let digits = digits.trim_start_matches('0');
     // value = digits * 10^(exponent - fraction.len()); micros = value * 10^6.
-    let shift = exponent + 6 - i32::try_from(fraction.len()).ok()?;
-    let mut micros: i128 = digits.trim_start_matches('0').parse::<i128>().unwrap_or(0);
-    if shift >= 0 {
-        micros = micros.checked_mul(10i128.checked_pow(u32::try_from(shift).ok()?)?)?;
+    // The shift is i64 so that an exponent near i32's bounds cannot overflow.
+    let shift = exponent + 6 - i64::try_from(fraction.len()).ok()?;
+    // Digits below a microsecond are dropped before parsing, so a long
+    // fraction still fits in an i128 (truncating, as the division did).
+    let dropped = usize::try_from(shift.min(0).unsigned_abs())
+        .unwrap_or(usize::MAX)
+        .min(digits.len());
+    let kept = &digits[..digits.len() - dropped];
+    // With every digit dropped the value is under a microsecond.
+    let mut micros: i128 = if kept.is_empty() {
+        0
     } else {
-        let divisor = 10i128
-            .checked_pow(u32::try_from(-shift).ok()?)
-            .unwrap_or(i128::MAX);
-        micros /= divisor;
+        kept.parse::<i128>().ok()?
+    };
+    if shift > 0 {
+        micros = micros.checked_mul(10i128.checked_pow(u32::try_from(shift).ok()?)?)?;
     }
     Some(if negative { -micros } else { micros })
 }
@@ -479,6 +487,21 @@ mod tests {
             Some(json!("1970-01-01T00:00:00.000001Z"))
         );
         assert_eq!(timestamp("soon", seconds), None);
+    }
+
+    #[test]
+    fn timestamp_extreme_seconds_text() {
+        let seconds = TimestampUnit::Seconds;
+        assert_eq!(
+            timestamp("1700000000.123456789012345678901234567890123", seconds),
+            Some(json!("2023-11-14T22:13:20.123456Z"))
+        );
+        assert_eq!(timestamp("1e2147483647", seconds), None);
+        assert_eq!(
+            timestamp("1e-2147483648", seconds),
+            Some(json!("1970-01-01T00:00:00Z"))
+        );
+        assert_eq!(timestamp("1e99", seconds), None);
     }
 
     #[test]
