@@ -6,6 +6,7 @@
 pub mod api;
 pub mod duck;
 pub mod plan;
+pub mod postgres;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
