@@ -244,7 +244,7 @@ every_contract_test!(postgres, super::PostgresBackend::start().await);
 // ---------------------------------------------------------------------------
 // Helpers
 
-fn target(schema: &str, table: &str, primary_key: &[&str]) -> EntityTarget {
+pub fn target(schema: &str, table: &str, primary_key: &[&str]) -> EntityTarget {
     EntityTarget {
         flow: "flow".into(),
         entity: table.into(),
@@ -259,7 +259,7 @@ fn target(schema: &str, table: &str, primary_key: &[&str]) -> EntityTarget {
     }
 }
 
-fn run(run_id: &str, target: &EntityTarget, started_at: DateTime<Utc>) -> RunRecord {
+pub fn run(run_id: &str, target: &EntityTarget, started_at: DateTime<Utc>) -> RunRecord {
     RunRecord {
         run_id: run_id.into(),
         flow: target.flow.clone(),
@@ -273,7 +273,7 @@ fn run(run_id: &str, target: &EntityTarget, started_at: DateTime<Utc>) -> RunRec
 }
 
 /// Parses records from JSON text, so numbers keep their source digits.
-fn records(text: &str) -> Vec<Record> {
+pub fn records(text: &str) -> Vec<Record> {
     let values: Vec<Value> = serde_json::from_str(text).unwrap();
     values
         .into_iter()
@@ -281,7 +281,7 @@ fn records(text: &str) -> Vec<Record> {
         .collect()
 }
 
-fn chunk(records_json: &str, state: Value) -> Chunk {
+pub fn chunk(records_json: &str, state: Value) -> Chunk {
     Chunk {
         records: records(records_json),
         deletions: Vec::new(),
@@ -289,7 +289,7 @@ fn chunk(records_json: &str, state: Value) -> Chunk {
     }
 }
 
-fn succeeded(records: u64, state: Value) -> RunOutcome {
+pub fn succeeded(records: u64, state: Value) -> RunOutcome {
     RunOutcome {
         status: RunStatus::Succeeded,
         records,
@@ -300,7 +300,7 @@ fn succeeded(records: u64, state: Value) -> RunOutcome {
 }
 
 /// Begins a run, writes each chunk, and finishes it successfully.
-async fn sync(destination: &mut dyn Destination, target: &EntityTarget, chunks: &[&str]) {
+pub async fn sync(destination: &mut dyn Destination, target: &EntityTarget, chunks: &[&str]) {
     let run_id = uuid::Uuid::new_v4().to_string();
     destination
         .begin_run(target, &run(&run_id, target, Utc::now()))
@@ -1654,7 +1654,7 @@ async fn duckdb_bulk_throughput() {
     assert_eq!(count, total as i64);
 }
 
-fn bench_record(index: usize) -> Record {
+pub fn bench_record(index: usize) -> Record {
     let value = json!({
         "id": format!("ch_{index:08}"),
         "object": "charge",

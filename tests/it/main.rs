@@ -8,6 +8,7 @@ mod destination;
 mod http;
 mod incremental;
 mod pagination;
+mod postgres;
 mod records;
 mod spec;
 mod sync;

@@ -186,6 +186,9 @@ mod tests {
         );
         // The separator keeps ("a", "bc") and ("ab", "c") apart.
         assert_ne!(run_lock_key("a", "bc"), run_lock_key("ab", "c"));
-        assert_eq!(run_lock_key("billing", "customers"), -4_904_745_637_346_709_911);
+        assert_eq!(
+            run_lock_key("billing", "customers"),
+            -4_904_745_637_346_709_911
+        );
     }
 }
