@@ -2,7 +2,7 @@
 # The whole test suite: formatting, lints, then every test, with a
 # throwaway PostgreSQL server for the PostgreSQL tests (see
 # scripts/test-postgres.sh; FERRY_TEST_POSTGRES_URL names an existing
-# server instead). Without PostgreSQL installed it fails and says so.
+# server instead). Without PostgreSQL installed it fails with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

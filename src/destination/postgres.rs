@@ -1,7 +1,7 @@
 //! The PostgreSQL destination: entity tables in one database, and `_ferry`.
 //!
 //! Each destination value has its own session, so entities of one flow
-//! write at once. Each trait method is one transaction; dropping a
+//! write at once. Each trait method is one transaction. Dropping a
 //! transaction without committing rolls it back, so an error at any
 //! statement (or a lost connection) leaves the database as it was. A
 //! session that closed is opened again by the next call.

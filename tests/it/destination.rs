@@ -3,9 +3,9 @@
 //! Each contract test is a function over a [`Backend`]: a way to open
 //! destination values on one fresh database, to run SQL against it, and
 //! the type names it reports. The DuckDB backend runs them on files in
-//! temporary directories, the PostgreSQL backend in a fresh database on
-//! the server in `FERRY_TEST_POSTGRES_URL`; both pass the same list of
-//! names to the `contract_tests!` macro.
+//! temporary directories. The PostgreSQL backend runs them in a fresh
+//! database on the server in `FERRY_TEST_POSTGRES_URL`. Both pass the
+//! same list of names to the `contract_tests!` macro.
 //!
 //! SQL in these tests casts every value to VARCHAR and quotes every
 //! identifier, which DuckDB and PostgreSQL read alike. Where the two
@@ -54,7 +54,7 @@ pub trait Backend: Send + Sync {
     async fn execute(&self, sql: &str);
     /// Names a logical type as `Destination::columns` reports it.
     fn sql_type(&self, sql: Sql) -> String;
-    /// Whether quoted names that differ only by case are one name.
+    /// Tells whether quoted names that differ only by case are one name.
     fn names_fold_case(&self) -> bool;
 }
 

@@ -245,7 +245,8 @@ async fn long_names_are_shortened_and_recorded() {
         assert!(name.len() <= 63, "{name} is {} bytes", name.len());
     }
     assert_ne!(names[0], names[1], "fields sharing 63 bytes stay apart");
-    assert!(names[0].starts_with("xxxxxxxx") && names[2].starts_with("éé"));
+    assert!(names[0].starts_with("xxxxxxxx"), "{}", names[0]);
+    assert!(names[2].starts_with("éé"), "{}", names[2]);
     assert_eq!(
         infos.len(),
         6,
@@ -382,10 +383,8 @@ async fn long_entity_gets_short_staging_table() {
         .await;
     let key = cell(&keys).unwrap();
     assert!(key.len() <= 63, "{key}");
-    assert!(
-        key.starts_with(&name[..40]) && key.ends_with("_pkey"),
-        "{key}"
-    );
+    assert!(key.starts_with(&name[..40]), "{key}");
+    assert!(key.ends_with("_pkey"), "{key}");
 }
 
 // ---------------------------------------------------------------------------
@@ -466,8 +465,8 @@ async fn missing_database_is_explained() {
     assert!(message.contains(":***@"), "{message}");
 }
 
-/// Returns whether the database's ferry sessions use TLS, as the server
-/// sees them.
+/// Returns whether each of the database's ferry sessions uses TLS, as
+/// `pg_stat_ssl` reports it.
 async fn ferry_sessions_encrypted(database: &TestDatabase) -> Vec<bool> {
     let sql = format!(
         "SELECT s.ssl::text FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
@@ -480,7 +479,8 @@ async fn ferry_sessions_encrypted(database: &TestDatabase) -> Vec<bool> {
         .collect()
 }
 
-/// The CA file of the test server, or `None` (printed) without TLS.
+/// Returns the CA file of the test server, or prints why TLS tests are
+/// skipped and returns `None`.
 fn test_ca() -> Option<String> {
     match std::env::var(CA_VARIABLE) {
         Ok(path) if !path.is_empty() => Some(path),
@@ -547,8 +547,8 @@ async fn tls_verification_failures_are_explained() {
         "{message}"
     );
 
-    // The certificate names localhost and 127.0.0.1, not other.example;
-    // hostaddr connects to the test server without a name lookup.
+    // The certificate names localhost and 127.0.0.1, not other.example.
+    // With hostaddr, the client reaches the test server without a name lookup.
     let mut url = url::Url::parse(&database.url_with("")).unwrap();
     url.set_host(Some("other.example")).unwrap();
     let wrong_name =
@@ -821,7 +821,7 @@ async fn killed_session_leaves_no_chunk() {
 // ---------------------------------------------------------------------------
 // Two processes
 
-/// A config folder whose flow syncs the test API into `destination`.
+/// Writes a config folder whose flow syncs the test API into `destination`.
 fn flow_folder(api_url: &str, destination: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let connector = r#"kind: Connector

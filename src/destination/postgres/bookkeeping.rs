@@ -297,6 +297,7 @@ pub async fn save_columns(
     if columns.is_empty() {
         return Ok(());
     }
+
     // One statement for every column, from parallel arrays.
     let sql = "INSERT INTO _ferry.columns SELECT $1, $2, field, \"column\", \"type\", kind, \
                integer_digits, scale, double_exact, $3 \
@@ -318,6 +319,7 @@ pub async fn save_columns(
         .map(|c| i32::try_from(c.column_type.scale).unwrap_or(i32::MAX))
         .collect();
     let exact: Vec<bool> = columns.iter().map(|c| c.column_type.double_exact).collect();
+
     client
         .execute(
             sql,

@@ -97,7 +97,7 @@ impl Settings {
         Ok(Settings { config, tls, shown })
     }
 
-    /// The password, to register as a secret.
+    /// Returns the URL's password, to register it as a secret.
     pub fn password(&self) -> Option<String> {
         let password = self.config.get_password()?;
         Some(String::from_utf8_lossy(password).into_owned())

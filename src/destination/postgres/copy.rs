@@ -178,16 +178,16 @@ impl CopyWriter {
 }
 
 fn write_json(buffer: &mut BytesMut, value: &Value) {
-    // Writing into memory cannot fail, and every serde_json value
-    // serializes.
+    // serde_json serializes every Value, and writing into memory has no
+    // I/O error, so this branch only logs.
     if let Err(error) = serde_json::to_writer(buffer.writer(), value) {
         tracing::error!(%error, "serializing a JSON value failed");
     }
 }
 
-/// A field's length as the format stores it. Values are bounded by the
-/// chunk's memory, far below 2 GiB; `i32::MAX` makes the server reject an
-/// absurd one instead of misreading the stream.
+/// Converts a field's length to the format's 32-bit length. Values are
+/// bounded by the chunk's memory, far below 2 GiB, and `i32::MAX` makes
+/// the server reject an absurd one instead of misreading the stream.
 fn field_length(length: usize) -> i32 {
     i32::try_from(length).unwrap_or(i32::MAX)
 }

@@ -277,9 +277,10 @@ fn last_of_each_key(target: &LoadTarget<'_>, records: &[Record]) -> StepResult<V
 }
 
 /// Spells a record's key so that two records get the same spelling
-/// exactly when PostgreSQL finds their keys equal once stored: integers
-/// and timestamps by value, numeric text normalized, -0.0 as 0.0, JSON
-/// with sorted keys and normalized numbers, U+0000 replaced as stored.
+/// exactly when PostgreSQL finds their keys equal once stored. Integers
+/// and timestamps are spelled by value, numeric text is normalized, -0.0
+/// becomes 0.0, JSON gets sorted keys and normalized numbers, and U+0000
+/// is replaced as it is when stored.
 fn key_identity(target: &LoadTarget<'_>, record: &Record) -> StepResult<Vec<u8>> {
     let mut identity = Vec::new();
     for &index in target.keys {

@@ -3,9 +3,9 @@
 //! per schema while it is created.
 //!
 //! Run locks are session locks (`pg_try_advisory_lock(bigint)`) held on a
-//! session of their own, which does nothing else: a run's write session
-//! may be replaced after a lost connection without giving up the lock,
-//! and a process that dies ends the session and so frees the lock.
+//! session that does nothing else. A run's write session may then be
+//! replaced after a lost connection without giving up the lock, and a
+//! process that dies ends the session, which frees the lock.
 //! Schema locks use the two-key form (`pg_advisory_xact_lock(int, int)`),
 //! whose key space PostgreSQL keeps apart from the one-key form.
 

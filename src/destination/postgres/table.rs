@@ -195,7 +195,7 @@ pub async fn create(
 
 /// Creates `schema` unless it exists. The existence check comes first
 /// because `CREATE SCHEMA IF NOT EXISTS` needs the CREATE privilege on
-/// the database even when the schema is there; the transaction lock makes
+/// the database even when the schema is there. The transaction lock makes
 /// concurrent writers of one new schema take turns instead of colliding.
 async fn create_schema(client: &impl GenericClient, schema: &str) -> StepResult<()> {
     let exists_sql = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)";
@@ -211,7 +211,7 @@ async fn create_schema(client: &impl GenericClient, schema: &str) -> StepResult<
         .execute(lock::SCHEMA_LOCK_SQL, &[&class, &key])
         .await
         .step(Step::CreateSchema)?;
-    // A statement after the lock sees schemas committed while it waited.
+    // A statement after the lock reads the schemas committed while it waited.
     if exists(client).await.step(Step::CreateSchema)? {
         return Ok(());
     }
@@ -221,9 +221,10 @@ async fn create_schema(client: &impl GenericClient, schema: &str) -> StepResult<
     Ok(())
 }
 
-/// Adds the plan's new columns and widens the ones whose SQL type changes,
-/// each in one `ALTER TABLE`, so the table is rewritten at most once.
-/// PostgreSQL rebuilds the primary key's index when a key column widens.
+/// Widens the columns whose SQL type changes in one `ALTER TABLE`, which
+/// rewrites the table once, then adds the plan's new columns in another,
+/// which changes only the catalog. PostgreSQL rebuilds the primary key's
+/// index when a key column widens.
 pub async fn evolve(
     client: &impl GenericClient,
     table: &TableRef,

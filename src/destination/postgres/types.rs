@@ -24,12 +24,13 @@ pub const DIALECT: Dialect = Dialect {
     },
 };
 
-/// Longest identifier PostgreSQL keeps; longer ones are cut silently.
+/// Maximum identifier length in bytes. PostgreSQL cuts longer names
+/// silently.
 pub const MAX_IDENTIFIER_BYTES: usize = 63;
 
 /// An unconstrained NUMERIC holds up to 131,072 digits before the point
 /// and 16,383 after it. A number whose integer digits and scale add up to
-/// at most 16,383 fits both limits; a wider one makes the column text,
+/// at most 16,383 fits both limits. A wider one makes the column text,
 /// which keeps its spelling.
 const NUMERIC_SAFE_DIGITS: u32 = 16_383;
 

@@ -71,8 +71,8 @@ impl TestDatabase {
         })
     }
 
-    /// The URL of this database, without TLS (most tests need none, and a
-    /// TLS handshake per connection slows them down).
+    /// Returns the URL of this database without TLS, because most tests
+    /// need none and a TLS handshake per connection slows them down.
     pub fn url(&self) -> String {
         self.url_with("sslmode=disable")
     }
