@@ -4,10 +4,10 @@
 //! - `run`: one entity's chunk loop.
 //!
 //! [`run_flow`] runs the selected entities of a flow, a few at a time, each
-//! with its own destination handle. Within one process an entity never runs
-//! twice at once (the in-process lock below); across processes the
-//! destination's own lock (DuckDB's file lock, PostgreSQL advisory locks)
-//! does the same.
+//! with its own destination handle. The in-process lock below keeps an
+//! entity from running twice at once in one process. Across processes the
+//! destination's own lock does the same: DuckDB's file lock, or a
+//! PostgreSQL advisory lock.
 
 pub mod run;
 pub mod state;

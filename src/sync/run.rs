@@ -2,7 +2,7 @@
 //!
 //! Two tasks share the work. The fetch task (the engine) sends pages into a
 //! bounded channel; this task collects them into chunks and commits each
-//! chunk with the state that says where to resume. The channel overlaps
+//! chunk with the state that records where to resume. The channel overlaps
 //! fetching page N+1 with writing page N, and its capacity bounds how many
 //! pages wait in memory.
 
@@ -34,7 +34,7 @@ const CHANNEL_PAGES: usize = 4;
 /// Receives the counters of a run after every page.
 pub type ProgressCallback = Arc<dyn Fn(&Progress) + Send + Sync>;
 
-/// What the caller controls about a run.
+/// Options a caller sets for one run.
 #[derive(Clone, Default)]
 pub struct RunOptions {
     /// Ignore the saved cursor and resume position: read everything again.
@@ -64,7 +64,7 @@ pub enum Outcome {
     Interrupted,
 }
 
-/// How a run ended.
+/// The outcome of one run, with its counters.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub run_id: String,
@@ -82,7 +82,7 @@ pub struct RunReport {
     pub resumed: bool,
 }
 
-/// Why a run failed, with a kind an operator or a retry policy can act on.
+/// A run's failure, with a kind an operator or a retry policy can act on.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunError {
     /// `pagination_loop`, `http`, `locked`, `destination`, …
@@ -129,7 +129,7 @@ impl std::fmt::Display for RunError {
     }
 }
 
-/// The table an entity of a flow writes to, and how.
+/// Builds the write target of an entity: its table, key, declared types and mode.
 pub fn target_for(flow: &Flow, entity: &Entity, resuming: bool) -> EntityTarget {
     let output_name = |field: &String| engine::output_field_name(&entity.fields, field).to_string();
     let mode = entity_mode(flow, entity);
@@ -152,7 +152,7 @@ pub fn target_for(flow: &Flow, entity: &Entity, resuming: bool) -> EntityTarget 
     }
 }
 
-/// The flow's mode wins over the entity's when the flow sets one.
+/// Returns the entity's sync mode: a flow's `full_refresh` wins over the entity's mode.
 fn entity_mode(flow: &Flow, entity: &Entity) -> SyncMode {
     match (flow.mode, entity.mode) {
         (SyncMode::FullRefresh, _) => SyncMode::FullRefresh,
@@ -161,7 +161,7 @@ fn entity_mode(flow: &Flow, entity: &Entity) -> SyncMode {
     }
 }
 
-/// Where a run starts.
+/// The starting point of a run.
 struct Start {
     /// `None`: the previous attempt fetched everything and only its
     /// completion is left to commit.
@@ -205,8 +205,8 @@ fn plan_start(
     }
 }
 
-/// Runs one entity of a flow to completion or failure. Never panics and
-/// never returns early without recording the outcome where it can.
+/// Runs one entity of a flow to completion or failure, and records the
+/// outcome in `_ferry.runs` unless the destination itself fails.
 pub async fn run_entity(
     flow: Arc<Flow>,
     entity: Arc<Entity>,
@@ -548,7 +548,8 @@ impl ChunkWriter<'_> {
         Ok(())
     }
 
-    /// The state to store with the run's outcome.
+    /// Moves the pending cursor into the saved one when the run succeeded,
+    /// and returns the state to store with the run's outcome.
     fn final_state(&mut self, succeeded: bool) -> Value {
         if succeeded {
             if let Some(pending) = self.state.pending_cursor.take() {

@@ -8,8 +8,8 @@
 //!
 //! `cursor` is the high-water mark the next run filters on. During a run the
 //! maximum seen so far is kept as `pending_cursor` and becomes `cursor` only
-//! when the run completes: with newest-first APIs the maximum arrives on the
-//! first page, and saving it early would make a failed run skip everything
+//! when the run completes. With newest-first APIs the maximum arrives on the
+//! first page, so saving it early would make a failed run skip everything
 //! older on the next attempt. `resume` is the exact request to send next,
 //! written with every chunk, so a crashed or failed run continues where its
 //! last chunk ended. Keys ferry does not know (written by change feeds or
@@ -33,7 +33,7 @@ pub struct EntityState {
     pub extra: Map<String, Value>,
 }
 
-/// Where an unfinished run stopped.
+/// The position of an unfinished run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resume {
     /// The entity definition this position belongs to; a changed spec
