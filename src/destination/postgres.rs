@@ -369,10 +369,12 @@ async fn write_chunk(
     chunk: &mut Chunk,
 ) -> StepResult<()> {
     let now = Utc::now();
+    let started = std::time::Instant::now();
     let transaction = client.transaction().await.step(Step::Begin)?;
     if !chunk.records.is_empty() || !chunk.deletions.is_empty() {
         write_rows(&transaction, target, chunk, now).await?;
     }
+    let rows_written = started.elapsed();
     bookkeeping::upsert_state(
         &transaction,
         &target.flow,
@@ -385,7 +387,15 @@ async fn write_chunk(
     bookkeeping::add_run_records(&transaction, run_id, chunk.records.len() as u64)
         .await
         .step(Step::SaveRun)?;
-    transaction.commit().await.step(Step::Commit)
+    transaction.commit().await.step(Step::Commit)?;
+    tracing::debug!(
+        table = %write_table(target),
+        records = chunk.records.len(),
+        rows_ms = rows_written.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "committed chunk"
+    );
+    Ok(())
 }
 
 /// Creates or evolves the table for the chunk, then loads its records and

@@ -54,8 +54,10 @@ pub async fn write_records(
     records: &[Record],
 ) -> StepResult<()> {
     let all: Vec<usize> = (0..target.columns.len()).collect();
+    let started = std::time::Instant::now();
     let rows = last_of_each_key(target, records)?;
     stage(transaction, target, RECORDS_TABLE, &all, records, &rows).await?;
+    let staged = started.elapsed();
 
     let names: Vec<String> = target
         .columns
@@ -102,6 +104,13 @@ pub async fn write_records(
         .execute(&sql, &[&target.synced_at])
         .await
         .step(step)?;
+    tracing::debug!(
+        table = %target.table,
+        rows = rows.len(),
+        stage_ms = staged.as_millis() as u64,
+        upsert_ms = (started.elapsed() - staged).as_millis() as u64,
+        "loaded records"
+    );
     Ok(())
 }
 
