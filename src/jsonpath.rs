@@ -46,6 +46,15 @@ impl JsonPath {
         &self.source
     }
 
+    /// The top-level key a plain path starts with (`lines` for
+    /// `$.lines.data`); `None` for other paths.
+    pub fn first_key(&self) -> Option<&str> {
+        match self.steps.as_deref()?.first()? {
+            Step::Key(key) => Some(key),
+            _ => None,
+        }
+    }
+
     /// Every value the path selects, in document order.
     pub fn find<'a>(&self, value: &'a Value) -> Vec<&'a Value> {
         if let Some(steps) = &self.steps {
@@ -220,6 +229,20 @@ mod tests {
         );
         assert_eq!(simple_steps("$.data[-1:].id"), None);
         assert_eq!(simple_steps("$..id"), None);
+    }
+
+    #[test]
+    fn first_key_of_plain_paths() {
+        let first = |source: &str| {
+            JsonPath::compile(source)
+                .unwrap()
+                .first_key()
+                .map(str::to_string)
+        };
+        assert_eq!(first("$.lines.data"), Some("lines".to_string()));
+        assert_eq!(first("$.lines"), Some("lines".to_string()));
+        assert_eq!(first("$[*]"), None);
+        assert_eq!(first("$..lines"), None);
     }
 
     #[test]

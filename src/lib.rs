@@ -11,11 +11,16 @@
 //!   together with the state that lets the next run resume.
 //! - [`destination`]: DuckDB and PostgreSQL tables, typed columns that
 //!   widen as records demand, upserts, and the `_ferry` bookkeeping schema.
+//! - [`daemon`]: `ferry run`: the watched folder, schedules, webhooks and
+//!   the HTTP server around the sync.
 //! - [`cli`]: the `ferry` command.
+//! - [`demo`]: `ferry demo`, with a local Stripe-compatible API.
 //!
 //! [`template`], [`jsonpath`] and [`redact`] serve all of them.
 
 pub mod cli;
+pub mod daemon;
+pub mod demo;
 pub mod destination;
 pub mod engine;
 pub mod jsonpath;

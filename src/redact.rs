@@ -43,6 +43,22 @@ pub fn register(secret: &str) {
     secrets.sort_by_key(|known| std::cmp::Reverse(known.len()));
 }
 
+/// Registers `new` and forgets `old`, for credentials that replace each
+/// other (access tokens renewed every hour), so that a long-running
+/// process does not mask an ever-growing list.
+pub fn replace(old: Option<&str>, new: &str) {
+    if let Some(old) = old.filter(|old| *old != new) {
+        let forms: Vec<String> = std::iter::once(old.to_string())
+            .chain(encoded_forms(old))
+            .collect();
+        let mut secrets = registry()
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        secrets.retain(|known| !forms.contains(known));
+    }
+    register(new);
+}
+
 /// Forms a secret takes in URLs and headers, so those are masked too.
 fn encoded_forms(secret: &str) -> Vec<String> {
     let query: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
@@ -158,6 +174,16 @@ mod tests {
     fn postgres_password_is_masked() {
         let shown = url_without_password("postgres://ferry:hunter22@db.example/app");
         assert_eq!(shown, "postgres://ferry:***@db.example/app");
+    }
+
+    #[test]
+    fn replaced_secret_is_forgotten() {
+        register("access_token_old_1");
+        replace(Some("access_token_old_1"), "access_token_new_2");
+        assert_eq!(
+            redact("access_token_old_1 access_token_new_2"),
+            "access_token_old_1 ***"
+        );
     }
 
     #[test]

@@ -209,6 +209,9 @@ fn single_path(template: &HbTemplate) -> Option<Vec<String>> {
         return None;
     }
     match &expression.name {
+        // A helper without arguments, such as `{{uuid}}`, renders as text.
+        Parameter::Path(handlebars::Path::Relative((_, raw))) if is_helper_name(raw) => None,
+        Parameter::Name(name) if is_helper_name(name) => None,
         Parameter::Path(handlebars::Path::Relative((_, raw))) => {
             Some(raw.split('.').map(str::to_string).collect())
         }
@@ -225,7 +228,12 @@ fn collect_variables(template: &HbTemplate, found: &mut Vec<String>) {
             _ => continue,
         };
         let is_helper_call = !helper.params.is_empty() || !helper.hash.is_empty();
-        if !is_helper_call {
+        let names_helper = match &helper.name {
+            Parameter::Path(handlebars::Path::Relative((_, raw))) => is_helper_name(raw),
+            Parameter::Name(name) => is_helper_name(name),
+            _ => false,
+        };
+        if !is_helper_call && !names_helper {
             collect_parameter(&helper.name, found);
         }
         for parameter in helper.params.iter().chain(helper.hash.values()) {
@@ -257,6 +265,8 @@ const HELPER_NAMES: &[&str] = &[
     "url_encode",
     "default",
     "json",
+    "capture",
+    "uuid",
     "if",
     "unless",
     "each",
@@ -291,8 +301,81 @@ fn registry() -> &'static Handlebars<'static> {
         registry.register_helper("url_encode", Box::new(url_encode_helper));
         registry.register_helper("default", Box::new(default_helper));
         registry.register_helper("json", Box::new(json_helper));
+        registry.register_helper("capture", Box::new(capture_helper));
+        registry.register_helper("uuid", Box::new(uuid_helper));
         registry
     })
+}
+
+/// `{{capture TEXT PATTERN GROUP}}`: capture group GROUP (a number, 0 for
+/// the whole match) of the first match of the regular expression PATTERN
+/// in TEXT. No match is an error naming both, so a value of the wrong
+/// form fails before any request is sent with it.
+fn capture_helper(
+    helper: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let text = helper
+        .param(0)
+        .map(|param| value_to_text(param.value()))
+        .unwrap_or_default();
+    let pattern = helper
+        .param(1)
+        .and_then(|param| param.value().as_str().map(str::to_string))
+        .ok_or_else(|| {
+            RenderErrorReason::Other(
+                "capture: the second argument must be a pattern in quotes".into(),
+            )
+        })?;
+    let group = helper
+        .param(2)
+        .and_then(|param| param.value().as_u64())
+        .unwrap_or(1);
+    let regex = cached_regex(&pattern).map_err(|error| {
+        RenderErrorReason::Other(format!("capture: invalid pattern {pattern:?}: {error}"))
+    })?;
+    let captured = regex
+        .captures(&text)
+        .and_then(|captures| captures.get(usize::try_from(group).ok()?))
+        .ok_or_else(|| {
+            RenderErrorReason::Other(format!(
+                "capture: {text:?} does not match {pattern:?} (group {group})"
+            ))
+        })?;
+    out.write(captured.as_str())?;
+    Ok(())
+}
+
+/// Compiles a pattern once per process.
+fn cached_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    static CACHE: OnceLock<std::sync::Mutex<std::collections::HashMap<String, regex::Regex>>> =
+        OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(regex) = cache.get(pattern) {
+        return Ok(regex.clone());
+    }
+    let regex = regex::Regex::new(pattern)?;
+    cache.insert(pattern.to_string(), regex.clone());
+    Ok(regex)
+}
+
+/// `{{uuid}}`: a new random UUID (version 4) each time a request is
+/// rendered, for idempotency keys that a retry of the same request repeats.
+fn uuid_helper(
+    _: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    out.write(&uuid::Uuid::new_v4().to_string())?;
+    Ok(())
 }
 
 /// `{{format_time VALUE FORMAT}}`: VALUE is an ISO-8601 string, a date or
@@ -481,6 +564,34 @@ mod tests {
             .render(&json!({"state": {"cursor": "2024-01-02T00:00:00Z"}}))
             .unwrap();
         assert_eq!(text, "1704153600");
+    }
+
+    #[test]
+    fn capture_reads_a_group() {
+        let template = Template::compile(
+            r#"/projects/{{capture entity.table "^(.+)[.]([^.]+)[.]([^.]+)$" 1}}/tables/{{capture entity.table "[.]([^.]+)$" 1}}"#,
+        )
+        .unwrap();
+        let context = json!({"entity": {"table": "example.com:proj.sales.orders"}});
+        assert_eq!(
+            template.render(&context).unwrap(),
+            "/projects/example.com:proj/tables/orders"
+        );
+        assert_eq!(template.variables(), vec!["entity.table", "entity.table"]);
+        let error = template
+            .render(&json!({"entity": {"table": "orders"}}))
+            .unwrap_err();
+        assert!(error.0.contains("\"orders\" does not match"), "{}", error.0);
+    }
+
+    #[test]
+    fn uuid_renders_fresh_text() {
+        let template = Template::compile("{{uuid}}").unwrap();
+        let first = template.render_value(&json!({})).unwrap();
+        let second = template.render_value(&json!({})).unwrap();
+        assert_eq!(first.as_str().map(str::len), Some(36));
+        assert_ne!(first, second);
+        assert!(template.variables().is_empty());
     }
 
     #[test]

@@ -5,7 +5,10 @@ use std::io::{self, IsTerminal, Write};
 
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::redact::RedactingWriter;
 
@@ -33,15 +36,20 @@ pub fn init(filter: Option<&str>, quiet: bool) -> Logs {
     let bars = interactive.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
     let writer = StderrWriter { bars: bars.clone() };
 
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_target(false);
-    let installed = if json {
-        builder.json().flatten_event(true).try_init()
+    let output = if json {
+        output.json().flatten_event(true).boxed()
     } else {
-        builder.with_ansi(interactive).try_init()
+        output.with_ansi(interactive).boxed()
     };
+    // The filter applies to the output only, so the retry counter of
+    // `ferry run` receives the engine's retry events at any log level.
+    let installed = tracing_subscriber::registry()
+        .with(output.with_filter(filter))
+        .with(crate::daemon::retry_events::RetryCounter)
+        .try_init();
     if installed.is_err() {
         // Only tests install a second subscriber; the first one stays.
     }

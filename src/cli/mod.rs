@@ -102,9 +102,55 @@ enum Command {
 struct RunArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Address of the HTTP server (health, metrics, flows, webhooks).
+    /// Address of the HTTP server (health, metrics, flows, webhooks); a
+    /// non-loopback address needs FERRY_API_TOKEN.
     #[arg(long, default_value = "127.0.0.1:8080", env = "FERRY_LISTEN")]
     listen: String,
+    /// Entity runs at once across all flows [default: twice the CPU cores].
+    #[arg(long, env = "FERRY_MAX_CONCURRENT_RUNS")]
+    max_concurrent_runs: Option<usize>,
+    /// URL that receives a JSON POST when a flow fails after its retries or
+    /// recovers, for flows without an alert.url of their own.
+    #[arg(long, env = "FERRY_ALERT_URL", hide_env_values = true)]
+    alert_url: Option<String>,
+    /// Seconds runs get to commit their chunk in flight after SIGTERM.
+    #[arg(long, default_value_t = 30, env = "FERRY_SHUTDOWN_TIMEOUT_SECONDS")]
+    shutdown_timeout_seconds: u64,
+    /// Milliseconds of quiet after a config change before the folder is reloaded.
+    #[arg(long, default_value_t = 500, env = "FERRY_RELOAD_DEBOUNCE_MS")]
+    reload_debounce_ms: u64,
+    /// Attempts per flow run, the first included (failed runs retry with
+    /// exponential backoff).
+    #[arg(long, default_value_t = 4, env = "FERRY_RUN_ATTEMPTS")]
+    run_attempts: u32,
+    /// Seconds before the first retry of a failed run; doubles per retry, up to 15 minutes.
+    #[arg(long, default_value_t = 30, env = "FERRY_RETRY_DELAY_SECONDS")]
+    retry_delay_seconds: u64,
+}
+
+impl RunArgs {
+    fn options(&self) -> crate::daemon::DaemonOptions {
+        use std::time::Duration;
+        let retry = crate::daemon::runner::RetryPolicy {
+            max_attempts: self.run_attempts.max(1),
+            first_delay: Duration::from_secs(self.retry_delay_seconds),
+            ..Default::default()
+        };
+        crate::daemon::DaemonOptions {
+            folder: self.config.folder(),
+            listen: self.listen.clone(),
+            api_token: std::env::var("FERRY_API_TOKEN")
+                .ok()
+                .filter(|token| !token.is_empty()),
+            max_runs: self
+                .max_concurrent_runs
+                .unwrap_or_else(crate::daemon::default_max_runs),
+            alert_url: self.alert_url.clone(),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_seconds),
+            debounce: Duration::from_millis(self.reload_debounce_ms),
+            retry,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -112,13 +158,32 @@ struct DemoArgs {
     /// DuckDB file to write.
     #[arg(long, default_value = "./ferry-demo.duckdb")]
     db: PathBuf,
+    /// Customers to generate; subscriptions, invoices and charges follow from them.
+    #[arg(long, default_value_t = 1_500)]
+    customers: usize,
+}
+
+async fn demo(args: DemoArgs) -> Result<ExitCode, Failure> {
+    let options = crate::demo::DemoOptions {
+        db: args.db,
+        customers: args.customers,
+    };
+    let mut stdout = std::io::stdout();
+    crate::demo::run(&options, &mut stdout)
+        .await
+        .map_err(|error| Failure::run(error.to_string()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet_logs = matches!(
         cli.command,
-        Command::Schema | Command::List(_) | Command::Check { .. } | Command::State(_)
+        Command::Schema
+            | Command::List(_)
+            | Command::Check { .. }
+            | Command::State(_)
+            | Command::Demo(_)
     );
     let logs = logging::init(cli.log.as_deref(), quiet_logs);
 
@@ -141,9 +206,11 @@ pub fn main() -> ExitCode {
 
 async fn dispatch(command: Command, logs: logging::Logs) -> Result<ExitCode, Failure> {
     match command {
-        Command::Run(_args) => Err(Failure::usage(
-            "`ferry run` is not available in this build yet",
-        )),
+        Command::Run(args) => match crate::daemon::run(args.options()).await {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(crate::daemon::DaemonError::Usage(message)) => Err(Failure::usage(message)),
+            Err(crate::daemon::DaemonError::Failed(message)) => Err(Failure::run(message)),
+        },
         Command::Sync(args) => sync::execute(args, logs).await,
         Command::Check { config, json } => check::execute(&config, json),
         Command::List(args) => list::execute(args),
@@ -159,8 +226,6 @@ async fn dispatch(command: Command, logs: logging::Logs) -> Result<ExitCode, Fai
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo(_args) => Err(Failure::usage(
-            "`ferry demo` is not available in this build yet",
-        )),
+        Command::Demo(args) => demo(args).await,
     }
 }

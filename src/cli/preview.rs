@@ -71,6 +71,7 @@ pub async fn execute(args: PreviewArgs) -> Result<ExitCode, Failure> {
         entity: entity.clone(),
         client,
         now,
+        parents: None,
     };
     let page = engine::fetch_first_page(&context, start)
         .await

@@ -10,6 +10,7 @@ use super::output::{Failure, print_json};
 use crate::destination::{self, Destination};
 use crate::spec::plan::{DestinationUrl, Flow};
 use crate::sync::EntityState;
+use crate::sync::auth_state::{self, AUTH_ENTITY};
 
 #[derive(Debug, Args)]
 pub struct StateArgs {
@@ -71,6 +72,12 @@ pub async fn execute(args: StateArgs) -> Result<ExitCode, Failure> {
             let rows: Vec<_> = rows
                 .into_iter()
                 .filter(|row| entity.as_ref().is_none_or(|name| &row.entity == name))
+                .map(|mut row| {
+                    if row.entity == AUTH_ENTITY {
+                        auth_state::mask(&mut row.state);
+                    }
+                    row
+                })
                 .collect();
             if json {
                 print_json(&json!(rows));
@@ -99,6 +106,9 @@ pub async fn execute(args: StateArgs) -> Result<ExitCode, Failure> {
                     .map_err(|error| Failure::run(error.to_string()))?
                     .into_iter()
                     .map(|row| row.entity)
+                    // A rotated refresh token is not sync state: forgetting
+                    // it would leave only the configured, invalidated one.
+                    .filter(|entity| entity != AUTH_ENTITY)
                     .collect(),
             };
             for entity in &entities {

@@ -8,6 +8,7 @@
 mod bookkeeping;
 mod load;
 mod registry;
+mod rows;
 mod table;
 mod types;
 
@@ -20,8 +21,8 @@ use serde_json::Value;
 
 use super::columns::{TrackedColumn, plan_columns};
 use super::{
-    Chunk, ColumnInfo, Destination, DestinationError, EntityTarget, RunOutcome, RunRecord,
-    RunStatus, StateRow, TableRef,
+    Chunk, ColumnInfo, Destination, DestinationError, EntityTarget, RowQuery, RunOutcome,
+    RunRecord, RunStatus, StateRow, StoredRow, TableRef,
 };
 use crate::engine::Record;
 use load::LoadTarget;
@@ -329,6 +330,19 @@ impl Destination for DuckDbDestination {
         self.blocking(Access::Read, move |connection, _| {
             column_infos(connection, &table).map_err(|error| {
                 state_error(&url, &format!("reading the columns of {table}"), error)
+            })
+        })
+        .await
+    }
+
+    async fn read_rows(&mut self, query: &RowQuery) -> Result<Vec<StoredRow>, DestinationError> {
+        let (url, query) = (self.url(), query.clone());
+        self.blocking(Access::Read, move |connection, catalog| {
+            rows::read_rows(connection, catalog, &query).map_err(|message| {
+                DestinationError::State(format!(
+                    "{url}: reading the rows of {} failed: {message}",
+                    query.table
+                ))
             })
         })
         .await

@@ -138,6 +138,38 @@ pub struct ColumnInfo {
     pub sql_type: String,
 }
 
+/// Which rows [`Destination::read_rows`] returns: a child entity's parents.
+#[derive(Debug, Clone)]
+pub struct RowQuery {
+    pub table: TableRef,
+    /// Record fields of the table's primary key, in key order.
+    pub key: Vec<String>,
+    /// Record fields to return; `None` returns every field column.
+    pub fields: Option<Vec<String>>,
+    /// Only rows strictly after this (`_ferry_synced_at`, key) position.
+    pub after: Option<RowPosition>,
+    pub limit: usize,
+}
+
+/// A place in (`_ferry_synced_at`, key) order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowPosition {
+    pub synced_at: DateTime<Utc>,
+    /// Key values in key order, as JSON values.
+    pub key: Vec<Value>,
+}
+
+/// A row returned by [`Destination::read_rows`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRow {
+    pub synced_at: DateTime<Utc>,
+    /// Key values in key order.
+    pub key: Vec<Value>,
+    /// The requested fields by record field name; JSON columns parsed
+    /// back into JSON values; NULL cells present as null.
+    pub fields: Record,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DestinationError {
     /// The destination cannot be opened or reached.
@@ -217,6 +249,29 @@ pub trait Destination: Send {
 
     /// Columns of an entity table, in table order; empty when it does not exist.
     async fn columns(&mut self, table: &TableRef) -> Result<Vec<ColumnInfo>, DestinationError>;
+
+    /// Reads up to `query.limit` rows not marked deleted, in
+    /// (`_ferry_synced_at`, key) order, strictly after `query.after`; no rows
+    /// when the table does not exist. Text keys order by their bytes (a
+    /// binary or "C" collation), numbers by value: the engine checks that
+    /// each row comes after the last in that order. A row written again gets a later
+    /// `_ferry_synced_at` and so moves to the end of this order, which lets
+    /// a child entity resume in its parent list without skipping a parent
+    /// that changed meanwhile. Reads only, so it may run beside a write
+    /// on another handle of the same database.
+    ///
+    /// NOTE: this holds only while rows become visible in
+    /// `_ferry_synced_at` order. DuckDB serializes a file's writes and
+    /// takes the time inside them; a backend with concurrent writers to
+    /// one table must do the same, or a child may pass a row that commits
+    /// later with an earlier time.
+    async fn read_rows(&mut self, query: &RowQuery) -> Result<Vec<StoredRow>, DestinationError> {
+        Err(DestinationError::State(format!(
+            "{}: reading the rows of {} (a child entity's parents) is not supported by this destination",
+            self.describe(),
+            query.table
+        )))
+    }
 }
 
 /// Opens the destination a URL names.

@@ -2,17 +2,42 @@
 //!
 //! [`Auth`] is built once per flow run from the connector's `http.auth`,
 //! with its templates rendered against the flow's config, and applied to
-//! every attempt of every request. `apply` is async so that auth types
-//! which fetch and refresh tokens can share this shape.
+//! every attempt of every request. Token-based types (OAuth 2.0, service
+//! accounts) fetch their token on the first request, through `token`.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use url::Url;
 
+use super::service_account::{GOOGLE_TOKEN_URL, ServiceAccountKey};
+use super::token::{ClientSecret, Grant, TokenSource, TokenSourceConfig, TokenStore};
 use super::{FetchError, FetchErrorKind};
-use crate::spec::plan::{ApiKeyLocation, AuthPlan};
+use crate::spec::plan::{ApiKeyLocation, AuthPlan, RetryPolicy};
 use crate::template::Template;
+
+/// The inputs token-based auth needs beyond the plan: the flow, how token
+/// requests are retried and timed out, and the refresh token store.
+pub(crate) struct AuthContext<'a> {
+    pub flow: &'a str,
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    /// Keeps rotated refresh tokens between runs.
+    pub store: Option<Arc<dyn TokenStore>>,
+}
+
+/// The credential a request attempt carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// A fixed credential, or none.
+    Fixed,
+    /// An access token of this generation, which a 401 may have expired.
+    Token(u64),
+}
 
 pub(crate) enum Auth {
     None,
@@ -30,6 +55,8 @@ pub(crate) enum Auth {
         name: String,
         value: String,
     },
+    /// `Authorization: Bearer` with a token from a token endpoint.
+    Token(Arc<TokenSource>),
 }
 
 impl std::fmt::Debug for Auth {
@@ -40,6 +67,7 @@ impl std::fmt::Debug for Auth {
             Auth::Authorization { .. } => "Authorization",
             Auth::ApiKeyHeader { .. } => "ApiKeyHeader",
             Auth::ApiKeyQuery { .. } => "ApiKeyQuery",
+            Auth::Token(_) => "Token",
         };
         f.write_str(kind)
     }
@@ -47,7 +75,11 @@ impl std::fmt::Debug for Auth {
 
 impl Auth {
     /// Renders the credentials of `plan` with `context` (the flow's config).
-    pub(crate) fn from_plan(plan: &AuthPlan, context: &Value) -> Result<Auth, FetchError> {
+    pub(crate) fn from_plan(
+        plan: &AuthPlan,
+        context: &Value,
+        auth_context: AuthContext<'_>,
+    ) -> Result<Auth, FetchError> {
         match plan {
             AuthPlan::None => Ok(Auth::None),
             AuthPlan::Bearer { token } => {
@@ -95,18 +127,35 @@ impl Auth {
                     }),
                 }
             }
-            AuthPlan::OAuth2ClientCredentials { .. } => {
-                Err(unsupported("oauth2_client_credentials"))
+            AuthPlan::OAuth2ClientCredentials { .. }
+            | AuthPlan::OAuth2RefreshToken { .. }
+            | AuthPlan::JwtServiceAccount { .. } => {
+                let config = token_source_config(plan, context, auth_context)?;
+                Ok(Auth::Token(Arc::new(TokenSource::new(config))))
             }
-            AuthPlan::OAuth2RefreshToken { .. } => Err(unsupported("oauth2_refresh_token")),
-            AuthPlan::JwtServiceAccount { .. } => Err(unsupported("jwt_service_account")),
+        }
+    }
+
+    /// Forgets the access token that received a 401, so the next attempt
+    /// fetches a new one. Returns false when the credential is fixed and a
+    /// new attempt would fail the same way.
+    pub(crate) async fn rejected(&self, applied: Applied) -> bool {
+        match (self, applied) {
+            (Auth::Token(source), Applied::Token(generation)) => {
+                source.rejected(generation).await;
+                true
+            }
+            _ => false,
         }
     }
 
     /// Adds the credentials to one request attempt. A query API key is added
     /// only when the URL does not carry that parameter already, so URLs taken
     /// from responses never get it twice.
-    pub(crate) async fn apply(&self, request: &mut reqwest::Request) -> Result<(), FetchError> {
+    pub(crate) async fn apply(
+        &self,
+        request: &mut reqwest::Request,
+    ) -> Result<Applied, FetchError> {
         match self {
             Auth::None => {}
             Auth::Authorization { header, .. } => {
@@ -122,8 +171,13 @@ impl Auth {
                     url.query_pairs_mut().append_pair(name, value);
                 }
             }
+            Auth::Token(source) => {
+                let (header, generation) = source.authorization().await?;
+                request.headers_mut().insert(AUTHORIZATION, header);
+                return Ok(Applied::Token(generation));
+            }
         }
-        Ok(())
+        Ok(Applied::Fixed)
     }
 
     /// Returns the query parameter that carries a secret, to mask in URLs
@@ -135,10 +189,11 @@ impl Auth {
         }
     }
 
-    /// Returns every secret value this auth sends, for redaction.
+    /// Returns every secret value this auth sends, for redaction. Token
+    /// sources register their credentials themselves.
     pub(crate) fn secrets(&self) -> Vec<&str> {
         match self {
-            Auth::None => Vec::new(),
+            Auth::None | Auth::Token(_) => Vec::new(),
             Auth::Authorization { credential, .. } | Auth::ApiKeyHeader { credential, .. } => {
                 vec![credential]
             }
@@ -170,6 +225,10 @@ impl Auth {
                 hasher.update(b"\0");
                 hasher.update(value.as_bytes());
             }
+            Auth::Token(source) => {
+                hasher.update(b"token\0");
+                hasher.update(source.digest());
+            }
         }
         hasher.finalize().into()
     }
@@ -196,9 +255,148 @@ fn auth_error(message: String) -> FetchError {
     FetchError::new(FetchErrorKind::Auth, message)
 }
 
-fn unsupported(kind: &str) -> FetchError {
-    auth_error(format!(
-        "auth type {kind} is not supported yet; use bearer, api_key or basic, \
-         or pass a token you obtained yourself through a bearer config value"
-    ))
+/// Renders a token-based plan into what its token source needs.
+fn token_source_config(
+    plan: &AuthPlan,
+    context: &Value,
+    auth_context: AuthContext<'_>,
+) -> Result<TokenSourceConfig, FetchError> {
+    let client = |id: &Template, secret: &Template, method| -> Result<_, FetchError> {
+        Ok(Some(ClientSecret {
+            id: render(id, context, "http.auth.client_id")?,
+            secret: render(secret, context, "http.auth.client_secret")?,
+            method,
+        }))
+    };
+    let extra = |fields: &[(String, Template)]| -> Result<Vec<(String, String)>, FetchError> {
+        fields
+            .iter()
+            .map(|(name, template)| {
+                Ok((
+                    name.clone(),
+                    render(template, context, &format!("http.auth.extra.{name}"))?,
+                ))
+            })
+            .collect()
+    };
+    let (auth_type, token_url, client, scopes, extra, grant) = match plan {
+        AuthPlan::OAuth2ClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            scopes,
+            extra: fields,
+            client_auth,
+        } => (
+            "oauth2_client_credentials",
+            render(token_url, context, "http.auth.token_url")?,
+            client(client_id, client_secret, *client_auth)?,
+            scopes.clone(),
+            extra(fields)?,
+            Grant::ClientCredentials,
+        ),
+        AuthPlan::OAuth2RefreshToken {
+            token_url,
+            client_id,
+            client_secret,
+            refresh_token,
+            scopes,
+            extra: fields,
+            client_auth,
+        } => {
+            let configured = render(refresh_token, context, "http.auth.refresh_token")?;
+            if configured.trim().is_empty() {
+                return Err(auth_error(
+                    "http.auth.refresh_token renders to an empty value; set the refresh token in the flow's config".into(),
+                ));
+            }
+            (
+                "oauth2_refresh_token",
+                render(token_url, context, "http.auth.token_url")?,
+                client(client_id, client_secret, *client_auth)?,
+                scopes.clone(),
+                extra(fields)?,
+                Grant::RefreshToken { configured },
+            )
+        }
+        AuthPlan::JwtServiceAccount {
+            service_account,
+            scopes,
+            token_url,
+            subject,
+        } => {
+            let source = service_account
+                .render_value(context)
+                .map_err(|error| template_error("http.auth.service_account", &error.0))?;
+            let mut secrets = Vec::new();
+            let key = ServiceAccountKey::parse(&source, &mut secrets);
+            for secret in &secrets {
+                crate::redact::register(secret);
+                // The key as it appears inside JSON text, newlines escaped.
+                crate::redact::register(&secret.replace('\n', "\\n"));
+            }
+            let key =
+                key.map_err(|message| auth_error(format!("http.auth.service_account {message}")))?;
+            let url = match token_url {
+                Some(template) => render(template, context, "http.auth.token_url")?,
+                None => key
+                    .token_uri
+                    .clone()
+                    .unwrap_or_else(|| GOOGLE_TOKEN_URL.to_string()),
+            };
+            let subject = match subject {
+                Some(template) => Some(render(template, context, "http.auth.subject")?)
+                    .filter(|subject| !subject.is_empty()),
+                None => None,
+            };
+            (
+                "jwt_service_account",
+                url,
+                None,
+                scopes.clone(),
+                Vec::new(),
+                Grant::JwtBearer {
+                    key: Box::new(key),
+                    subject,
+                },
+            )
+        }
+        _ => return Err(auth_error("this auth type uses no token endpoint".into())),
+    };
+
+    let token_url = Url::parse(&token_url)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https"))
+        .ok_or_else(|| {
+            auth_error(format!(
+                "the token URL {:?} is not an absolute http(s) URL; check http.auth.token_url{}",
+                crate::redact::redact(&token_url),
+                if auth_type == "jwt_service_account" {
+                    " or the key file's token_uri"
+                } else {
+                    ""
+                }
+            ))
+        })?;
+    let store = match grant {
+        Grant::RefreshToken { .. } => auth_context.store,
+        _ => None,
+    };
+    Ok(TokenSourceConfig {
+        flow: auth_context.flow.to_string(),
+        auth_type,
+        token_url,
+        client,
+        scopes,
+        extra,
+        grant,
+        retry: auth_context.retry,
+        http: super::client::build_token_client(auth_context.timeout)
+            .map_err(|message| FetchError::new(FetchErrorKind::Network, message))?,
+        store,
+    })
+}
+
+fn template_error(field: &str, message: &str) -> FetchError {
+    FetchError::new(FetchErrorKind::Template, format!("{field}: {message}"))
 }

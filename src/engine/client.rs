@@ -12,9 +12,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use url::Url;
 
-use super::auth::Auth;
+use super::auth::{Applied, Auth, AuthContext};
+use super::graphql::Throttle;
 use super::rate_limit::{Limiter, shared_limiter};
-use super::retry::{is_retryable_status, retry_delay};
+use super::retry::{backoff, is_retryable_status, retry_after, retry_delay};
+use super::token::TokenStore;
 use super::{FetchError, FetchErrorKind};
 use crate::spec::plan::{Flow, RetryPolicy, StatusAction};
 use crate::template::format_time;
@@ -114,11 +116,22 @@ enum AttemptError {
 impl HttpClient {
     /// Builds the client for one run of `flow`: renders the base URL,
     /// headers and credentials from `flow.config`, and loads extra CA
-    /// certificates from `SSL_CERT_FILE`.
+    /// certificates from `SSL_CERT_FILE`. A rotated OAuth 2.0 refresh
+    /// token is kept in the flow's destination (`_ferry.state`).
     pub fn new(flow: &Flow) -> Result<HttpClient, FetchError> {
+        let store = crate::sync::auth_state::store_for(flow);
+        HttpClient::with_token_store(flow, store)
+    }
+
+    /// Builds the client for one run of `flow`, keeping rotated refresh
+    /// tokens in `store` (or nowhere, with `None`).
+    pub fn with_token_store(
+        flow: &Flow,
+        store: Option<Arc<dyn TokenStore>>,
+    ) -> Result<HttpClient, FetchError> {
         let http = &flow.connector.http;
         let context = json!({
-            "config": flow.config,
+            "config": super::fetch::config_values(flow),
             "state": {"cursor": null},
             "parent": null,
             "window": null,
@@ -142,7 +155,13 @@ impl HttpClient {
         })?;
         let origin = Origin::of(&parsed);
 
-        let auth = Auth::from_plan(&http.auth, &context).map_err(|error| {
+        let auth_context = AuthContext {
+            flow: &flow.name,
+            retry: http.retry,
+            timeout: http.timeout,
+            store,
+        };
+        let auth = Auth::from_plan(&http.auth, &context, auth_context).map_err(|error| {
             FetchError::new(
                 error.kind,
                 format!("connector {}: {}", flow.connector.name, error.message),
@@ -164,6 +183,11 @@ impl HttpClient {
                     flow.connector.name
                 ))
             })?;
+            // An empty value leaves the header out, so an optional config
+            // key (Stripe's `Stripe-Account`) can control whether it is sent.
+            if value.is_empty() {
+                continue;
+            }
             let (name, value) = header_pair(name, &value).map_err(|message| {
                 template_error(format!("connector {}: {message}", flow.connector.name))
             })?;
@@ -269,21 +293,73 @@ impl HttpClient {
         entity: &str,
         on_status: &IndexMap<u16, StatusAction>,
     ) -> Result<Exchange, FetchError> {
+        self.execute_checked(request, entity, on_status, None).await
+    }
+
+    /// Sends `request` like [`HttpClient::execute`], and also retries a
+    /// successful response in which `throttled` finds a rate-limit refusal
+    /// (a GraphQL error inside a 200). Its wait is used unless the server
+    /// sent `Retry-After`; either is capped at `http.retry.max_wait_seconds`.
+    pub(crate) async fn execute_checked(
+        &self,
+        request: &PreparedRequest,
+        entity: &str,
+        on_status: &IndexMap<u16, StatusAction>,
+        throttled: Option<ThrottleCheck>,
+    ) -> Result<Exchange, FetchError> {
         let max_attempts = self.retry.max_attempts.max(1);
         let mut attempt = 1;
+        // A 401 to an access token gets one new token and one more attempt,
+        // which does not count against max_attempts.
+        let mut renewed_after_401 = false;
+        let mut sent = 0;
         loop {
             if let Some(limiter) = &self.limiter {
                 limiter.until_ready().await;
             }
             let outcome = self.attempt(request).await;
+            sent += 1;
             let last = attempt >= max_attempts;
             match outcome {
-                Ok(exchange) => {
+                Ok((exchange, applied)) => {
+                    if let Some(throttle) = throttled.and_then(|check| check(&exchange)) {
+                        if last {
+                            return Err(self.gave_up_on_throttle(request, &throttle, attempt));
+                        }
+                        let delay = throttle_delay(&self.retry, attempt, &exchange, &throttle);
+                        tracing::warn!(
+                            flow = %self.flow,
+                            entity,
+                            attempt,
+                            max_attempts,
+                            status = exchange.status.as_u16(),
+                            delay_ms = delay.as_millis() as u64,
+                            url = %self.display_url(&request.url),
+                            reason = %throttle.reason,
+                            "response reports a rate limit in its body, retrying"
+                        );
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                        continue;
+                    }
                     let status = exchange.status;
+                    if status == StatusCode::UNAUTHORIZED
+                        && !renewed_after_401
+                        && self.auth.rejected(applied).await
+                    {
+                        renewed_after_401 = true;
+                        tracing::info!(
+                            flow = %self.flow,
+                            entity,
+                            url = %self.display_url(&request.url),
+                            "request got 401 with an access token; retrying once with a new token"
+                        );
+                        continue;
+                    }
                     let listed = on_status.contains_key(&status.as_u16());
                     if listed || !is_retryable_status(status) {
                         return Ok(Exchange {
-                            attempts: attempt,
+                            attempts: sent,
                             ..exchange
                         });
                     }
@@ -326,13 +402,17 @@ impl HttpClient {
         }
     }
 
-    async fn attempt(&self, prepared: &PreparedRequest) -> Result<Exchange, AttemptError> {
+    async fn attempt(
+        &self,
+        prepared: &PreparedRequest,
+    ) -> Result<(Exchange, Applied), AttemptError> {
         let mut request = reqwest::Request::new(prepared.method.clone(), prepared.url.clone());
         *request.headers_mut() = prepared.headers.clone();
         if let Some(body) = &prepared.body {
             *request.body_mut() = Some(reqwest::Body::from(body.clone()));
         }
-        self.auth
+        let applied = self
+            .auth
             .apply(&mut request)
             .await
             .map_err(AttemptError::Fatal)?;
@@ -348,12 +428,15 @@ impl HttpClient {
             .bytes()
             .await
             .map_err(|error| self.classify(prepared, error))?;
-        Ok(Exchange {
-            status,
-            headers,
-            body,
-            attempts: 1,
-        })
+        Ok((
+            Exchange {
+                status,
+                headers,
+                body,
+                attempts: 1,
+            },
+            applied,
+        ))
     }
 
     fn classify(&self, request: &PreparedRequest, error: reqwest::Error) -> AttemptError {
@@ -430,6 +513,25 @@ impl HttpClient {
         )
     }
 
+    fn gave_up_on_throttle(
+        &self,
+        request: &PreparedRequest,
+        throttle: &Throttle,
+        attempts: u32,
+    ) -> FetchError {
+        FetchError::new(
+            FetchErrorKind::Http,
+            format!(
+                "{} {}: rate limited (the response body says: {}) after {attempts} attempts \
+                 (http.retry.max_attempts {}); try again later, lower http.rate_limit, or raise http.retry.max_attempts",
+                request.method,
+                self.display_url(&request.url),
+                throttle.reason,
+                self.retry.max_attempts
+            ),
+        )
+    }
+
     fn gave_up_on_network(
         &self,
         request: &PreparedRequest,
@@ -447,6 +549,23 @@ impl HttpClient {
                 self.retry.max_attempts
             ),
         )
+    }
+}
+
+/// Finds a rate-limit refusal in a response whose status is not one.
+pub(crate) type ThrottleCheck = fn(&Exchange) -> Option<Throttle>;
+
+/// Returns the wait before retrying a throttled response: `Retry-After`
+/// when sent, else the wait the body or headers ask for, else backoff.
+fn throttle_delay(
+    policy: &RetryPolicy,
+    attempt: u32,
+    exchange: &Exchange,
+    throttle: &Throttle,
+) -> Duration {
+    match retry_after(&exchange.headers, std::time::SystemTime::now()).or(throttle.wait) {
+        Some(wait) => wait.min(policy.max_wait),
+        None => backoff(policy, attempt),
     }
 }
 
@@ -484,6 +603,26 @@ fn build_reqwest(
     builder
         .build()
         .map_err(|error| format!("could not build the HTTP client: {}", strip_url(&error)))
+}
+
+/// Builds the reqwest client for token requests: the same roots, proxies
+/// and timeout as API requests, and no redirects, because a token request
+/// carries the client secret or a signed assertion.
+pub(crate) fn build_token_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    let roots = extra_root_certificates()?;
+    if !roots.is_empty() {
+        builder = builder.tls_certs_merge(roots);
+    }
+    builder.build().map_err(|error| {
+        format!(
+            "could not build the HTTP client for token requests: {}",
+            strip_url(&error)
+        )
+    })
 }
 
 /// Reads the PEM certificates named by `SSL_CERT_FILE`.
@@ -541,7 +680,7 @@ fn find_source<'a, E: std::error::Error + 'static>(
     None
 }
 
-fn strip_url(error: &reqwest::Error) -> String {
+pub(crate) fn strip_url(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     if let Some(url) = error.url() {
         text = text

@@ -7,11 +7,12 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hasher};
 
+use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 use super::incremental::CursorMax;
 use super::{FetchError, FetchErrorKind, Record, bigquery};
-use crate::spec::plan::{Entity, FieldsPlan, RecordsPlan};
+use crate::spec::plan::{Entity, FieldType, FieldsPlan, RecordsPlan, SchemaSource};
 
 /// Records taken from one response.
 #[derive(Debug, Default)]
@@ -21,6 +22,9 @@ pub(crate) struct Extracted {
     /// A hash of the page's primary keys in order (whole records for
     /// append-only entities); `None` for an empty page.
     pub identity: Option<u64>,
+    /// Column types the response declares (a BigQuery schema), by output
+    /// field name.
+    pub field_types: IndexMap<String, FieldType>,
 }
 
 /// The record rules of one entity, prepared once per fetch.
@@ -31,6 +35,9 @@ pub(crate) struct Extractor {
     primary_key: Vec<String>,
     cursor_field: Option<String>,
     rules: FieldRules,
+    /// Parent values set on every record of a child entity, before the
+    /// key is checked, so `primary_key` and `fields` may name them.
+    parent_fields: Vec<(String, Value)>,
 }
 
 impl Extractor {
@@ -44,15 +51,54 @@ impl Extractor {
                 .as_ref()
                 .map(|incremental| incremental.cursor_field.clone()),
             rules: FieldRules::new(&entity.fields),
+            parent_fields: Vec::new(),
         }
     }
 
+    /// Sets the `<parent>_<field>` values every record gets.
+    pub(crate) fn set_parent_fields(&mut self, fields: Vec<(String, Value)>) {
+        self.parent_fields = fields;
+    }
+
+    /// Adds renames found at run time (`fields.names`); a field that
+    /// `fields.rename` already renames keeps the spec's name.
+    pub(crate) fn add_renames(&mut self, renames: HashMap<String, String>) {
+        for (from, to) in renames {
+            self.rules.rename.entry(from).or_insert(to);
+        }
+    }
+
+    /// Checks one record's primary key and applies the field rules, for a
+    /// record that did not come from a page of this entity (a change feed's
+    /// object). `position` locates it in errors.
+    pub(crate) fn shape(&self, record: Record, position: &str) -> Result<Record, FetchError> {
+        for field in &self.primary_key {
+            if record.get(field).is_none_or(Value::is_null) {
+                return Err(FetchError::new(
+                    FetchErrorKind::MissingKey,
+                    format!(
+                        "entity {}: {position} has no primary key field {field:?}; \
+                         check changes.object and the entity's primary_key",
+                        self.entity
+                    ),
+                ));
+            }
+        }
+        Ok(self.rules.apply(record))
+    }
+
     /// Moves the records out of `body`. `page` (1-based) locates a record
-    /// in errors.
-    pub(crate) fn extract(&self, body: Value, page: u64) -> Result<Extracted, FetchError> {
-        let values = self.select(body)?;
+    /// in errors; `context` renders a schema template.
+    pub(crate) fn extract(
+        &self,
+        body: Value,
+        page: u64,
+        context: &Value,
+    ) -> Result<Extracted, FetchError> {
+        let (values, field_types) = self.select(body, context)?;
         let mut extracted = Extracted {
             records: Vec::with_capacity(values.len()),
+            field_types: self.rules.rename_keys(field_types),
             ..Extracted::default()
         };
         if values.is_empty() {
@@ -62,7 +108,7 @@ impl Extractor {
         let mut identity = DefaultHasher::new();
         let mut cursor_max = CursorMax::default();
         for (index, value) in values.into_iter().enumerate() {
-            let record = match value {
+            let mut record = match value {
                 Value::Object(map) => map,
                 other => {
                     let mut wrapped = Map::with_capacity(1);
@@ -70,6 +116,9 @@ impl Extractor {
                     wrapped
                 }
             };
+            for (name, value) in &self.parent_fields {
+                record.insert(name.clone(), value.clone());
+            }
             self.hash_identity(&record, page, index, &mut identity)?;
             if let Some(value) = self
                 .cursor_field
@@ -85,14 +134,19 @@ impl Extractor {
         Ok(extracted)
     }
 
-    fn select(&self, body: Value) -> Result<Vec<Value>, FetchError> {
+    fn select(
+        &self,
+        body: Value,
+        context: &Value,
+    ) -> Result<(Vec<Value>, IndexMap<String, FieldType>), FetchError> {
         match &self.records {
-            RecordsPlan::Path(path) => Ok(path.take(body)),
+            RecordsPlan::Path(path) => Ok((path.take(body), IndexMap::new())),
             RecordsPlan::Columns { rows, columns } => {
                 let names = column_names(columns.find(&body)).map_err(|message| {
                     self.response_error(format!("{}: {message}", columns.source()))
                 })?;
-                rows.take(body)
+                let records = rows
+                    .take(body)
                     .into_iter()
                     .enumerate()
                     .map(|(index, row)| {
@@ -100,23 +154,43 @@ impl Extractor {
                             self.response_error(format!("{} row {index}: {message}", rows.source()))
                         })
                     })
-                    .collect()
+                    .collect::<Result<_, _>>()?;
+                Ok((records, IndexMap::new()))
             }
-            RecordsPlan::Schema { rows, schema } => {
-                let fields = match schema.find_one(&body) {
-                    Ok(Some(found)) => bigquery::parse_schema(found),
-                    Ok(None) if rows.find(&body).is_empty() => return Ok(Vec::new()),
+            RecordsPlan::Schema {
+                rows,
+                schema,
+                timestamp_unit,
+            } => {
+                let (found, source) = match schema {
+                    SchemaSource::Response(path) => (
+                        path.find_one(&body).map(|found| found.cloned()),
+                        path.source(),
+                    ),
+                    SchemaSource::Template(template) => (
+                        template
+                            .render_value(context)
+                            .map(|value| Some(value).filter(|value| !value.is_null()))
+                            .map_err(|error| error.0),
+                        template.source(),
+                    ),
+                };
+                let schema = match found {
+                    Ok(Some(found)) => bigquery::parse_schema(&found, *timestamp_unit),
+                    Ok(None) if rows.find(&body).is_empty() => {
+                        return Ok((Vec::new(), IndexMap::new()));
+                    }
                     Ok(None) => Err("no schema found".to_string()),
                     Err(message) => Err(message),
                 }
-                .map_err(|message| {
-                    self.response_error(format!("{}: {message}", schema.source()))
-                })?;
-                rows.take(body)
+                .map_err(|message| self.response_error(format!("{source}: {message}")))?;
+                let records = rows
+                    .take(body)
                     .into_iter()
                     .enumerate()
                     .map(|(index, row)| {
-                        bigquery::decode_row(&fields, row)
+                        schema
+                            .decode_row(row)
                             .map(Value::Object)
                             .map_err(|message| {
                                 self.response_error(format!(
@@ -125,7 +199,8 @@ impl Extractor {
                                 ))
                             })
                     })
-                    .collect()
+                    .collect::<Result<_, _>>()?;
+                Ok((records, schema.field_types()))
             }
         }
     }
@@ -245,6 +320,18 @@ impl FieldRules {
         }
     }
 
+    /// Applies `exclude`, `include` and `rename` to declared column types.
+    fn rename_keys(&self, types: IndexMap<String, FieldType>) -> IndexMap<String, FieldType> {
+        types
+            .into_iter()
+            .filter(|(name, _)| self.keeps(name))
+            .map(|(name, kind)| match self.rename.get(&name) {
+                Some(renamed) => (renamed.clone(), kind),
+                None => (name, kind),
+            })
+            .collect()
+    }
+
     fn keeps(&self, name: &str) -> bool {
         self.include
             .as_ref()
@@ -289,6 +376,7 @@ mod tests {
             exclude: vec!["secret".into()],
             rename: IndexMap::from([("id".to_string(), "external_id".to_string())]),
             types: IndexMap::new(),
+            names: None,
         };
         let rules = FieldRules::new(&fields);
         let record = json!({"a": 1, "id": 2, "secret": 3, "z": 4});

@@ -61,6 +61,7 @@ pub fn initial_position(
         since,
         window,
         parent: None,
+        steps: serde_json::Map::new(),
         page: PageToken::Start,
     }
 }
@@ -81,6 +82,13 @@ pub fn subtract_lookback(cursor: &Value, lookback: Duration) -> Value {
         Some(earlier) => form.format(earlier),
         None => cursor.clone(),
     }
+}
+
+/// Returns `time` written in the form of `sample` (unix seconds, an
+/// ISO-8601 string with its offset style, …); `None` when `sample` is not a time.
+pub fn time_in_form_of(sample: &Value, time: DateTime<Utc>) -> Option<Value> {
+    let (form, _) = TimeForm::detect(sample)?;
+    Some(form.format(time))
 }
 
 /// Returns the first window `[from, from + step)`, capped at `now`, with
@@ -425,6 +433,20 @@ mod tests {
             subtract_lookback(&json!("1700000060"), MINUTE),
             json!("1700000000")
         );
+    }
+
+    #[test]
+    fn time_written_in_sample_form() {
+        let time = Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap();
+        assert_eq!(
+            time_in_form_of(&json!(1_700_000_000), time),
+            Some(json!(1_709_294_400))
+        );
+        assert_eq!(
+            time_in_form_of(&json!("2020-01-01T00:00:00.000+00:00"), time),
+            Some(json!("2024-03-01T12:00:00.000+00:00"))
+        );
+        assert_eq!(time_in_form_of(&json!("cur_abc"), time), None);
     }
 
     #[test]

@@ -11,33 +11,51 @@
 //! - `client`: one reqwest client per flow run: TLS roots, proxies,
 //!   timeouts, the shared rate limit (`rate_limit`), and retries with
 //!   backoff and `Retry-After` (`retry`).
-//! - `auth`: credentials for each request.
+//! - `auth`: credentials for each request; `token` fetches and renews
+//!   OAuth 2.0 access tokens, `service_account` signs Google's JWT
+//!   assertions.
 //! - `request`: templates rendered into concrete requests.
 //! - `pagination`: the next request after each page (`link` reads RFC 8288
 //!   `Link` headers).
 //! - `extract`: records out of a response body (`bigquery` decodes typed
 //!   rows), field rules, primary keys.
 //! - `incremental`: where a run starts, lookback, windows, cursor maxima.
+//! - `graphql`: GraphQL request bodies, `errors` and rate limits in 200s.
+//! - `children`: child entities, one request sequence per parent row,
+//!   several parents at once, pages delivered in parent order.
+//! - `steps`: requests sent before an entity's first page request, whose
+//!   outputs later requests read.
 
 mod auth;
 mod bigquery;
+mod changes;
+mod children;
 mod client;
 mod extract;
 mod fetch;
+mod graphql;
 mod incremental;
 mod link;
+mod names;
 mod pagination;
 mod rate_limit;
 mod request;
 mod retry;
+mod service_account;
+mod steps;
+mod token;
 
+pub use changes::{feed_entity, fetch_changes, glob_matches};
 pub use client::HttpClient;
 pub use extract::output_field_name;
 pub use fetch::{FetchContext, check_connection, fetch, fetch_first_page};
 pub use incremental::{
     compare_cursors, first_window, initial_position, max_cursor, next_window, subtract_lookback,
+    time_in_form_of,
 };
+pub use token::{SavedRefreshToken, TokenStore};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -58,6 +76,10 @@ pub struct Position {
     /// The parent record being read, for child entities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentPosition>,
+    /// Outputs of the entity's steps finished in this request sequence, by
+    /// step name; a resumed run reuses them instead of sending the steps again.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub steps: serde_json::Map<String, Value>,
     /// The page request within the window and parent.
     #[serde(default)]
     pub page: PageToken,
@@ -88,18 +110,69 @@ pub struct WindowPosition {
     pub until: Value,
 }
 
+/// A place in a child entity's parent list.
+///
+/// Parents are read from the parent's table in (`_ferry_synced_at`, primary
+/// key) order. A parent row written again moves to the end of that order,
+/// so a list that changes between a crash and the resume neither skips a
+/// parent nor repeats an unchanged one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParentPosition {
-    /// Index of the parent record in the parent list.
-    pub index: u64,
-    /// The parent's primary key, to check that the list did not move.
-    pub key: Value,
+    /// When the parent row was written (`_ferry_synced_at`).
+    pub synced_at: DateTime<Utc>,
+    /// The parent's primary key values, in `primary_key` order.
+    pub key: Vec<Value>,
+    /// The `parent.fields` values that this parent's requests render with;
+    /// empty once `done`.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub fields: Record,
+    /// Every request of this parent was read: continue after it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub done: bool,
+}
+
+impl ParentPosition {
+    /// Returns the position just after this parent.
+    pub fn finished(&self) -> ParentPosition {
+        ParentPosition {
+            synced_at: self.synced_at,
+            key: self.key.clone(),
+            fields: Record::new(),
+            done: true,
+        }
+    }
+}
+
+/// One row of a parent entity's table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParentRow {
+    pub synced_at: DateTime<Utc>,
+    /// Primary key values, in `primary_key` order.
+    pub key: Vec<Value>,
+    /// The requested columns by field name: `parent.fields`, and the
+    /// column that `parent.embedded` starts in.
+    pub fields: Record,
+}
+
+/// Where a child entity's parent rows come from (the destination, in a
+/// sync run).
+#[async_trait::async_trait]
+pub trait ParentSource: Send + Sync {
+    /// Returns up to `limit` parent rows strictly after `after` in
+    /// (`synced_at`, key) order, rows marked deleted left out.
+    async fn parents_after(
+        &self,
+        after: Option<&ParentPosition>,
+        limit: usize,
+    ) -> Result<Vec<ParentRow>, FetchError>;
 }
 
 /// One response's worth of records.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
     pub records: Vec<Record>,
+    /// Records whose rows are marked deleted (change feeds).
+    pub deletions: Vec<Record>,
     /// Position of the next request; `None` when the entity is complete.
     pub next: Option<Position>,
     /// Maximum of the incremental cursor field among these records.
@@ -108,6 +181,11 @@ pub struct Page {
     pub requests: u32,
     /// Bytes of response body read for this page.
     pub bytes: u64,
+    /// GraphQL errors kept with the data under `partial_ok: true`.
+    pub graphql_errors: u32,
+    /// Column types the response declares for its records' fields (a
+    /// BigQuery schema); the entity's own `fields.types` win over them.
+    pub field_types: indexmap::IndexMap<String, crate::spec::plan::FieldType>,
 }
 
 /// Why a fetch stopped early; each kind maps to one retry decision.
@@ -134,6 +212,8 @@ pub enum FetchErrorKind {
     Auth,
     /// A template or parameter that could not be rendered with this data.
     Template,
+    /// A child entity's parent rows could not be read from the destination.
+    Parents,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -21,6 +21,16 @@ pub(crate) struct Signals {
     next: Option<String>,
     has_more: Option<bool>,
     total_pages: Option<u64>,
+    /// A Relay `pageInfo`, when the response has one.
+    page_info: Option<PageInfo>,
+}
+
+/// The forward-pagination half of a Relay `pageInfo` object.
+#[derive(Debug, PartialEq)]
+struct PageInfo {
+    has_next_page: bool,
+    /// `None` when `endCursor` is missing, null or "".
+    end_cursor: Option<String>,
 }
 
 /// The step after a page.
@@ -32,6 +42,10 @@ pub(crate) enum NextStep {
     End {
         ignored_more: bool,
     },
+    /// The API reports more pages but gives no way to request them (a
+    /// Relay `hasNextPage: true` with a null `endCursor`): the sequence
+    /// stops with this message instead of repeating a request.
+    Stuck(String),
 }
 
 /// Reads the pagination values of a response while its body is whole.
@@ -43,7 +57,10 @@ pub(crate) fn read_signals(
 ) -> Result<Signals, String> {
     let mut signals = Signals::default();
     match pagination {
-        Pagination::None | Pagination::Relay { .. } => {}
+        Pagination::None => {}
+        Pagination::Relay { page_info, .. } => {
+            signals.page_info = read_page_info(page_info, body)?;
+        }
         Pagination::Cursor {
             cursor, has_more, ..
         } => {
@@ -93,9 +110,10 @@ pub(crate) fn decide(
 ) -> NextStep {
     let empty = records == 0;
     match pagination {
-        Pagination::None | Pagination::Relay { .. } => NextStep::End {
+        Pagination::None => NextStep::End {
             ignored_more: false,
         },
+        Pagination::Relay { page_info, .. } => decide_relay(page_info, signals.page_info, empty),
         Pagination::Cursor { .. } => {
             let more = signals.next.is_some() && signals.has_more != Some(false);
             match signals.next {
@@ -168,7 +186,13 @@ pub(crate) fn injections<'a>(
     token: &PageToken,
 ) -> Vec<(&'a Param, Value)> {
     match (pagination, token) {
-        (Pagination::Cursor { param, .. }, PageToken::Cursor(cursor)) => {
+        (Pagination::Cursor { param, .. }, PageToken::Cursor(cursor))
+        | (
+            Pagination::Relay {
+                variable: param, ..
+            },
+            PageToken::Cursor(cursor),
+        ) => {
             vec![(param, Value::String(cursor.clone()))]
         }
         (
@@ -212,6 +236,88 @@ pub(crate) fn injections<'a>(
         }
         _ => Vec::new(),
     }
+}
+
+/// Decides the request after a Relay page: `endCursor` while
+/// `hasNextPage` is true. An empty page ends the sequence as with every
+/// pagination type (GitHub sends a null `endCursor` on empty pages).
+fn decide_relay(path: &JsonPath, page_info: Option<PageInfo>, empty: bool) -> NextStep {
+    let Some(page_info) = page_info else {
+        if empty {
+            return NextStep::End {
+                ignored_more: false,
+            };
+        }
+        return NextStep::Stuck(format!(
+            "pagination.page_info {} selected nothing, so the next page is unknown; \
+             point it at the connection's pageInfo object and request pageInfo {{ hasNextPage endCursor }} in the query",
+            path.source()
+        ));
+    };
+    if !page_info.has_next_page {
+        return NextStep::End {
+            ignored_more: false,
+        };
+    }
+    if empty {
+        return NextStep::End { ignored_more: true };
+    }
+    match page_info.end_cursor {
+        Some(cursor) => NextStep::Request(PageToken::Cursor(cursor)),
+        None => NextStep::Stuck(format!(
+            "pageInfo at {} has hasNextPage true but endCursor null, so the next page cannot be requested; \
+             check that the query selects pageInfo {{ endCursor }} on the same connection as the records",
+            path.source()
+        )),
+    }
+}
+
+/// Reads `hasNextPage` and `endCursor` from the object at `path`; `None`
+/// when the path selects nothing or null.
+fn read_page_info(path: &JsonPath, body: &Value) -> Result<Option<PageInfo>, String> {
+    let found = match path.find_one(body)? {
+        None | Some(Value::Null) => return Ok(None),
+        Some(found) => found,
+    };
+    if !found.is_object() {
+        return Err(format!(
+            "{} selected {}, expected the pageInfo object",
+            path.source(),
+            kind_of(found)
+        ));
+    }
+    let has_next_page = match found.get("hasNextPage") {
+        Some(Value::Bool(flag)) => *flag,
+        Some(other) => {
+            return Err(format!(
+                "hasNextPage in {} is {other}, expected true or false",
+                path.source()
+            ));
+        }
+        None => {
+            return Err(format!(
+                "the pageInfo at {} has no hasNextPage; select pageInfo {{ hasNextPage endCursor }} in the query",
+                path.source()
+            ));
+        }
+    };
+    let end_cursor = match found.get("endCursor") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) if text.is_empty() => None,
+        Some(Value::String(text)) => Some(text.clone()),
+        Some(Value::Number(number)) => Some(number.to_string()),
+        Some(other) => {
+            return Err(format!(
+                "endCursor in {} is {}, expected a string",
+                path.source(),
+                kind_of(other)
+            ));
+        }
+    };
+    Ok(Some(PageInfo {
+        has_next_page,
+        end_cursor,
+    }))
 }
 
 /// Reads a cursor or URL: none, null or "" is the end, a string is used
@@ -284,12 +390,11 @@ fn kind_of(value: &Value) -> &'static str {
 }
 
 /// Builds the error for a response whose pagination values are unusable.
-pub(crate) fn signal_error(entity: &str, url: &str, message: String) -> FetchError {
+/// `label` names the entity (and parent), `request` the method and URL.
+pub(crate) fn signal_error(label: &str, request: &str, message: String) -> FetchError {
     FetchError::new(
         FetchErrorKind::Response,
-        format!(
-            "entity {entity}: GET {url}: pagination: {message}; check the entity's pagination paths"
-        ),
+        format!("{label}: {request}: pagination: {message}; check the entity's pagination paths"),
     )
 }
 
@@ -349,6 +454,77 @@ mod tests {
         };
         let next = decide(&pagination, &PageToken::Start, signals, 0);
         assert_eq!(next, NextStep::End { ignored_more: true });
+    }
+
+    fn relay() -> Pagination {
+        Pagination::Relay {
+            page_info: JsonPath::compile("$.data.items.pageInfo").unwrap(),
+            variable: Param {
+                location: ParamLocation::Variables,
+                name: "after".into(),
+            },
+        }
+    }
+
+    fn relay_step(page_info: Value, records: usize) -> NextStep {
+        let body = serde_json::json!({"data": {"items": {"pageInfo": page_info}}});
+        let url = Url::parse("http://localhost/graphql").unwrap();
+        let signals = read_signals(&relay(), &body, &HeaderMap::new(), &url).unwrap();
+        decide(&relay(), &PageToken::Start, signals, records)
+    }
+
+    #[test]
+    fn relay_follows_end_cursor() {
+        let step = relay_step(
+            serde_json::json!({"hasNextPage": true, "endCursor": "Y3Vyc29yOjI="}),
+            2,
+        );
+        assert_eq!(
+            step,
+            NextStep::Request(PageToken::Cursor("Y3Vyc29yOjI=".into()))
+        );
+        let step = relay_step(
+            serde_json::json!({"hasNextPage": false, "endCursor": "x"}),
+            2,
+        );
+        assert_eq!(
+            step,
+            NextStep::End {
+                ignored_more: false
+            }
+        );
+    }
+
+    #[test]
+    fn relay_null_end_cursor_is_stuck() {
+        let step = relay_step(
+            serde_json::json!({"hasNextPage": true, "endCursor": null}),
+            2,
+        );
+        assert!(matches!(step, NextStep::Stuck(ref message) if message.contains("endCursor null")));
+        let step = relay_step(
+            serde_json::json!({"hasNextPage": true, "endCursor": null}),
+            0,
+        );
+        assert_eq!(step, NextStep::End { ignored_more: true });
+    }
+
+    #[test]
+    fn relay_page_info_must_have_has_next_page() {
+        let body = serde_json::json!({"data": {"items": {"pageInfo": {"endCursor": "a"}}}});
+        let url = Url::parse("http://localhost/graphql").unwrap();
+        let error = read_signals(&relay(), &body, &HeaderMap::new(), &url).unwrap_err();
+        assert!(error.contains("no hasNextPage"), "{error}");
+    }
+
+    #[test]
+    fn relay_injects_the_variable() {
+        let pagination = relay();
+        let values = injections(&pagination, &PageToken::Cursor("c1".into()));
+        assert_eq!(values.len(), 1);
+        assert_eq!(values[0].0.location, ParamLocation::Variables);
+        assert_eq!(values[0].1, serde_json::json!("c1"));
+        assert!(injections(&pagination, &PageToken::Start).is_empty());
     }
 
     #[test]

@@ -7,8 +7,9 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::client::{HttpClient, PreparedRequest, header_pair};
+use super::graphql;
 use super::{FetchError, FetchErrorKind};
-use crate::spec::plan::{HttpMethod, Param, ParamLocation, RequestPlan};
+use crate::spec::plan::{GraphqlPlan, HttpMethod, Param, ParamLocation, RequestPlan};
 use crate::template::{TemplateValue, value_to_text};
 
 /// A value the engine places into a request: a page cursor, an offset,
@@ -25,6 +26,8 @@ pub(crate) struct RequestSource<'a> {
     pub plan: &'a RequestPlan,
     /// The connector's `http.params`, sent with every request built from a plan.
     pub connector_params: &'a [(String, TemplateValue)],
+    /// For a GraphQL entity: the body is its query and variables.
+    pub graphql: Option<&'a GraphqlPlan>,
 }
 
 /// Builds the request that `source` describes, rendered with `context`,
@@ -63,19 +66,36 @@ pub(crate) fn build(
         let value = template
             .render(context)
             .map_err(|error| template_error(format!("{label}: headers.{name}: {error}")))?;
+        if value.is_empty() {
+            continue;
+        }
         let (name, value) = header_pair(name, &value)
             .map_err(|message| template_error(format!("{label}: {message}")))?;
         headers.insert(name, value);
     }
 
-    let mut body = match &plan.body {
-        Some(template) => Some(
+    let mut body = match (&plan.body, source.graphql) {
+        (_, Some(graphql)) => Some(
+            graphql::request_body(graphql, context)
+                .map_err(|message| template_error(format!("{label}: {message}")))?,
+        ),
+        (Some(template), None) => Some(
             template
                 .render(context)
                 .map_err(|error| template_error(format!("{label}: body: {error}")))?,
         ),
-        None => None,
+        (None, None) => None,
     };
+    if source.graphql.is_some() && !headers.contains_key(reqwest::header::ACCEPT) {
+        // The GraphQL-over-HTTP media type first, plain JSON for servers
+        // that predate it; both bodies are read the same way.
+        headers.insert(
+            reqwest::header::ACCEPT,
+            reqwest::header::HeaderValue::from_static(
+                "application/graphql-response+json, application/json;q=0.9",
+            ),
+        );
+    }
 
     for injection in injections {
         let name = injection.param.name.as_str();
@@ -92,6 +112,21 @@ pub(crate) fn build(
             ParamLocation::Body => {
                 let body = body.get_or_insert_with(|| Value::Object(Map::new()));
                 set_dotted(body, name, injection.value.clone())
+                    .map_err(|message| template_error(format!("{label}: {message}")))?;
+            }
+            ParamLocation::Variables => {
+                let variables = match (source.graphql, body.as_mut()) {
+                    (Some(_), Some(Value::Object(body))) => body
+                        .entry("variables")
+                        .or_insert_with(|| Value::Object(Map::new())),
+                    _ => {
+                        return Err(template_error(format!(
+                            "{label}: variable {name:?} cannot be set because the entity is not a GraphQL entity; \
+                             place it in: query, body or header"
+                        )));
+                    }
+                };
+                set_dotted(variables, name, injection.value.clone())
                     .map_err(|message| template_error(format!("{label}: {message}")))?;
             }
         }
@@ -152,6 +187,9 @@ pub(crate) fn follow_url(
         let value = template
             .render(context)
             .map_err(|error| template_error(format!("{label}: headers.{name}: {error}")))?;
+        if value.is_empty() {
+            continue;
+        }
         let (name, value) = header_pair(name, &value)
             .map_err(|message| template_error(format!("{label}: {message}")))?;
         headers.insert(name, value);
@@ -178,7 +216,8 @@ fn push_query_value(query: &mut Vec<(String, String)>, name: &str, value: &Value
     }
 }
 
-/// Sets `value` at a dotted path in a JSON body, creating objects on the way.
+/// Sets `value` at a dotted path in a JSON body or in GraphQL variables,
+/// creating objects on the way.
 fn set_dotted(body: &mut Value, path: &str, value: Value) -> Result<(), String> {
     let mut current = body;
     let mut segments = path.split('.').peekable();

@@ -18,7 +18,8 @@ pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
 /// Returns the delay before the attempt after `attempt` (1-based): the server's
 /// `Retry-After` when it sent one, else exponential backoff with full jitter.
 pub(crate) fn retry_delay(policy: &RetryPolicy, attempt: u32, headers: &HeaderMap) -> Duration {
-    match retry_after(headers, SystemTime::now()) {
+    let server_wait = retry_after(headers, SystemTime::now()).or_else(|| rate_limit_reset(headers));
+    match server_wait {
         Some(wait) => wait.min(policy.max_wait),
         None => backoff(policy, attempt),
     }
@@ -59,6 +60,24 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Durati
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// Reads the reset delay of the IETF rate-limit headers, for 429s without
+/// `Retry-After`: `RateLimit-Reset: 3`, or the single-header form
+/// `RateLimit: limit=100, remaining=0, reset=3` (Close sends this one).
+/// Seconds may have a fraction.
+pub(crate) fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
+    let seconds = match headers.get("ratelimit-reset") {
+        Some(value) => value.to_str().ok()?.trim().parse::<f64>().ok()?,
+        None => {
+            let text = headers.get("ratelimit")?.to_str().ok()?;
+            text.split([',', ';'])
+                .filter_map(|part| part.trim().split_once('='))
+                .find(|(key, _)| key.trim().eq_ignore_ascii_case("reset"))
+                .and_then(|(_, value)| value.trim().parse::<f64>().ok())?
+        }
+    };
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(1e9)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +105,30 @@ mod tests {
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(retry_after(&headers(&earlier), now), Some(Duration::ZERO));
         assert_eq!(retry_after(&headers("soon"), now), None);
+    }
+
+    #[test]
+    fn rate_limit_headers_give_reset() {
+        let mut single = HeaderMap::new();
+        single.insert(
+            "ratelimit",
+            HeaderValue::from_static("limit=100, remaining=0, reset=2.5"),
+        );
+        assert_eq!(
+            rate_limit_reset(&single),
+            Some(Duration::from_millis(2_500))
+        );
+
+        let mut split = HeaderMap::new();
+        split.insert("ratelimit-reset", HeaderValue::from_static("4"));
+        assert_eq!(rate_limit_reset(&split), Some(Duration::from_secs(4)));
+
+        let mut without = HeaderMap::new();
+        without.insert(
+            "ratelimit",
+            HeaderValue::from_static("limit=100, remaining=5"),
+        );
+        assert_eq!(rate_limit_reset(&without), None);
     }
 
     #[test]

@@ -10,7 +10,12 @@ use super::yaml::{self, Document};
 
 /// `(name, YAML text)` of every built-in connector. Add one as
 /// `("stripe", include_str!("../../specs/stripe.yaml"))`.
-pub const BUILT_IN: &[(&str, &str)] = &[];
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("stripe", include_str!("../../specs/stripe.yaml")),
+    ("close", include_str!("../../specs/close.yaml")),
+    ("posthog", include_str!("../../specs/posthog.yaml")),
+    ("bigquery", include_str!("../../specs/bigquery.yaml")),
+];
 
 /// Returns the path that diagnostics show for a built-in connector.
 pub fn path_of(name: &str) -> String {

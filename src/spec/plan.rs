@@ -14,8 +14,9 @@ use crate::jsonpath::JsonPath;
 use crate::template::{Template, TemplateValue};
 
 pub use super::raw::{
-    ApiKeyLocation, ConfigType, DeletedRows, FieldType, HmacAlgorithm, HttpMethod, Order,
-    ParamLocation, SignatureEncoding, StatusAction, SyncMode, WebhookAction,
+    ApiKeyLocation, ClientAuth, ConfigType, DeletedRows, FieldType, HmacAlgorithm, HttpMethod,
+    Order, ParamLocation, ParentScope, SignatureEncoding, StatusAction, SyncMode, TimestampUnit,
+    WebhookAction,
 };
 
 /// Every connector and flow of a config folder, built-in connectors included.
@@ -70,6 +71,10 @@ pub struct ConfigField {
     pub required: bool,
     pub description: Option<String>,
     pub allowed: Option<Vec<Value>>,
+    /// Anchored: a string value must match it as a whole.
+    pub pattern: Option<regex::Regex>,
+    /// A template parameter whose value is rendered for each request.
+    pub templated: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +110,7 @@ pub enum AuthPlan {
         client_secret: Template,
         scopes: Vec<String>,
         extra: Vec<(String, Template)>,
+        client_auth: ClientAuth,
     },
     OAuth2RefreshToken {
         token_url: Template,
@@ -113,6 +119,7 @@ pub enum AuthPlan {
         refresh_token: Template,
         scopes: Vec<String>,
         extra: Vec<(String, Template)>,
+        client_auth: ClientAuth,
     },
     JwtServiceAccount {
         service_account: Template,
@@ -189,9 +196,27 @@ pub struct Entity {
     pub mode: Option<SyncMode>,
     /// Values of a template's parameters, read as `{{entity.*}}`.
     pub parameters: serde_json::Map<String, Value>,
+    /// Parameters declared `templated`, rendered for each request into
+    /// `{{entity.<name>}}` in place of their text.
+    pub templated_parameters: Vec<(String, Template)>,
+    /// Requests sent before the first page request of each request sequence.
+    pub steps: Vec<Step>,
     /// A digest of everything that shapes the request sequence: a saved
     /// resume position is used only while it matches.
     pub fingerprint: String,
+}
+
+/// A request whose response values later templates read as
+/// `{{steps.<name>.<output>}}`.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub request: RequestPlan,
+    pub outputs: Vec<(String, JsonPath)>,
+    /// Send the request again until this finds `true`.
+    pub until: Option<JsonPath>,
+    pub poll_interval: Duration,
+    pub poll_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -214,8 +239,18 @@ pub enum RecordsPlan {
     /// BigQuery `{"f":[{"v":…}]}` rows decoded with a table schema.
     Schema {
         rows: JsonPath,
-        schema: JsonPath,
+        schema: SchemaSource,
+        timestamp_unit: TimestampUnit,
     },
+}
+
+/// Where a table schema comes from.
+#[derive(Debug, Clone)]
+pub enum SchemaSource {
+    /// A JSONPath into each response.
+    Response(JsonPath),
+    /// A template, such as `{{steps.table.schema}}`, whose value is the schema.
+    Template(Template),
 }
 
 #[derive(Debug, Clone)]
@@ -248,7 +283,8 @@ pub enum Pagination {
     },
     Relay {
         page_info: JsonPath,
-        variable: String,
+        /// The variable that receives `endCursor`.
+        variable: Param,
     },
 }
 
@@ -282,19 +318,41 @@ pub struct FieldsPlan {
     pub exclude: Vec<String>,
     pub rename: IndexMap<String, String>,
     pub types: IndexMap<String, FieldType>,
+    pub names: Option<FieldNames>,
+}
+
+/// Fields named `<prefix><id>` renamed `<prefix><name>`, with the pairs
+/// read from another entity's records at the start of each run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldNames {
+    /// Entity of the same connector whose records hold the pairs.
+    pub from: String,
+    /// Field of those records holding the id.
+    pub id: String,
+    /// Field of those records holding the readable name.
+    pub name: String,
+    pub prefix: String,
 }
 
 impl FieldsPlan {
     pub fn is_identity(&self) -> bool {
-        self.include.is_empty() && self.exclude.is_empty() && self.rename.is_empty()
+        self.include.is_empty()
+            && self.exclude.is_empty()
+            && self.rename.is_empty()
+            && self.names.is_none()
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct ParentPlan {
     pub entity: String,
+    /// Columns of the parent's table that templates read and child records get.
     pub fields: Vec<String>,
+    /// Parents whose request sequences run at once, at least 1.
     pub concurrency: u32,
+    /// Path inside a parent row to the child's first response.
+    pub embedded: Option<JsonPath>,
+    pub scope: ParentScope,
 }
 
 #[derive(Debug, Clone)]

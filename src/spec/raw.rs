@@ -61,6 +61,12 @@ pub struct RawConfigField {
     /// The only values allowed.
     #[serde(rename = "enum")]
     pub allowed: Option<Vec<Value>>,
+    /// A regular expression that a string value must match as a whole.
+    pub pattern: Option<String>,
+    /// Only for template parameters: the flow's value is itself a template,
+    /// rendered for each request, so a query can read `{{state.cursor}}`.
+    #[serde(default)]
+    pub templated: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -117,6 +123,8 @@ pub enum RawAuth {
         #[serde(default)]
         password: String,
     },
+    /// An access token for the client itself (RFC 6749 section 4.4),
+    /// renewed shortly before it expires.
     Oauth2ClientCredentials {
         token_url: String,
         client_id: String,
@@ -126,7 +134,13 @@ pub enum RawAuth {
         /// Extra form fields for the token request.
         #[serde(default)]
         extra: IndexMap<String, String>,
+        /// How the client id and secret are sent: `body` (default) or `basic`.
+        #[serde(default)]
+        client_auth: ClientAuth,
     },
+    /// An access token from a refresh token (RFC 6749 section 6). When the
+    /// provider returns a new refresh token, ferry keeps using the newest
+    /// one and saves it in `_ferry.state`, so rotation survives restarts.
     Oauth2RefreshToken {
         token_url: String,
         client_id: String,
@@ -136,17 +150,33 @@ pub enum RawAuth {
         scopes: Vec<String>,
         #[serde(default)]
         extra: IndexMap<String, String>,
+        /// How the client id and secret are sent: `body` (default) or `basic`.
+        #[serde(default)]
+        client_auth: ClientAuth,
     },
+    /// A Google service account: an RS256 assertion signed with the key
+    /// file's private key, exchanged for an access token (RFC 7523).
     JwtServiceAccount {
         /// The service-account key file's JSON.
         service_account: String,
         #[serde(default)]
         scopes: Vec<String>,
-        /// Defaults to the key file's `token_uri`.
+        /// Defaults to the key file's `token_uri`, else Google's token endpoint.
         token_url: Option<String>,
         /// Account to impersonate (domain-wide delegation).
         subject: Option<String>,
     },
+}
+
+/// How an OAuth 2.0 client sends its id and secret to the token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` form fields (`client_secret_post`).
+    #[default]
+    Body,
+    /// An `Authorization: Basic` header (`client_secret_basic`).
+    Basic,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -204,7 +234,9 @@ pub enum HttpMethod {
 #[serde(deny_unknown_fields)]
 pub struct RawEntity {
     pub description: Option<String>,
-    /// Template joined to `http.base_url`. Required unless `graphql` is set.
+    /// Template joined to `http.base_url`. Required unless `graphql` is set,
+    /// or `parent.embedded` is set without pagination. A GraphQL entity
+    /// posts to `http.base_url` itself unless it sets a path.
     pub path: Option<String>,
     /// GET by default, POST when a `body` is set.
     pub method: Option<HttpMethod>,
@@ -233,7 +265,8 @@ pub struct RawEntity {
     pub chunk: Option<RawChunk>,
     /// Ends the run with an error when reached. Default 1,000,000.
     pub max_pages: Option<u64>,
-    /// Keep `data` from a GraphQL response that also has `errors`.
+    /// Keep `data` from a GraphQL response that also has `errors`; the
+    /// errors are logged and counted instead of failing the page.
     #[serde(default)]
     pub partial_ok: bool,
     /// `full_refresh` replaces the table on each run; the flow's `mode` wins when set.
@@ -242,6 +275,40 @@ pub struct RawEntity {
     /// with the same form as connector config keys.
     #[serde(default)]
     pub parameters: IndexMap<String, RawConfigField>,
+    /// Requests sent in order before the first page request of each request
+    /// sequence (each window, each parent), such as a schema lookup or a job
+    /// to create and wait for. Later templates read their outputs as
+    /// `{{steps.<step>.<output>}}`, and a resumed run reuses them.
+    #[serde(default)]
+    pub steps: Vec<RawStep>,
+}
+
+/// A request whose response values feed the entity's later requests.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    /// Read as `{{steps.<name>.<output>}}`.
+    pub name: String,
+    /// Template joined to `http.base_url`.
+    pub path: String,
+    /// GET by default, POST when a `body` is set.
+    pub method: Option<HttpMethod>,
+    #[serde(default)]
+    pub params: IndexMap<String, Value>,
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// A JSON body: any YAML value whose strings are templates.
+    pub body: Option<Value>,
+    /// Output name → JSONPath into the response; each must find a value.
+    #[serde(default)]
+    pub outputs: IndexMap<String, String>,
+    /// JSONPath to a value that is true once the step is complete. Until it
+    /// is, the request is sent again every `poll_interval_seconds`.
+    pub until: Option<String>,
+    /// Seconds between polls while `until` is not true. Default 1.
+    pub poll_interval_seconds: Option<f64>,
+    /// Seconds of polling after which the run fails. Default 3600.
+    pub poll_timeout_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -285,8 +352,23 @@ pub struct RawRows {
     pub rows: String,
     /// JSONPath to the column names (PostHog's query API).
     pub columns: Option<String>,
-    /// JSONPath to a BigQuery table schema (`{"fields": [...]}`).
+    /// BigQuery table schema (`{"fields": [...]}`): a JSONPath into the
+    /// response, or a template that reads a step's output, such as
+    /// `{{steps.table.schema}}`.
     pub schema: Option<String>,
+    /// TIMESTAMP cells with `schema`: `seconds` (the API's default, a
+    /// decimal string) or `microseconds` (an integer string, as with
+    /// `formatOptions.useInt64Timestamp=true`). Default `seconds`.
+    pub timestamp_unit: Option<TimestampUnit>,
+}
+
+/// How BigQuery rows encode TIMESTAMP cells.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampUnit {
+    #[default]
+    Seconds,
+    Microseconds,
 }
 
 /// Pagination, chosen by `type`.
@@ -330,6 +412,7 @@ pub enum RawPagination {
         /// Parameter that receives `page_size` on every request.
         page_size_param: Option<RawParam>,
     },
+    /// GraphQL Relay connections: `endCursor` until `hasNextPage` is false.
     Relay {
         /// JSONPath to the `pageInfo` object.
         page_info: String,
@@ -355,12 +438,16 @@ pub struct RawPlacedParam {
     pub name: String,
 }
 
+/// Where a placed value goes. A bare name means `query` for a REST entity
+/// and `variables` for a GraphQL entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ParamLocation {
     Query,
     Body,
     Header,
+    /// A GraphQL variable; a dotted name reaches into an input object.
+    Variables,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -407,6 +494,25 @@ pub struct RawFields {
     pub rename: IndexMap<String, String>,
     #[serde(default)]
     pub types: IndexMap<String, FieldType>,
+    /// Readable names for fields named by id, looked up in another entity's records.
+    pub names: Option<RawFieldNames>,
+}
+
+/// Renames fields `<prefix><id>` to `<prefix><name>`, with the id → name
+/// pairs read from another entity of the connector at the start of each run
+/// (Close's `custom.cf_<id>` fields and its custom-field lists).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFieldNames {
+    /// Entity whose records hold the ids and names; fetched in full, never stored by this lookup.
+    pub from: String,
+    /// Field of those records that holds the id.
+    pub id: String,
+    /// Field of those records that holds the readable name.
+    pub name: String,
+    /// Text before the id in the renamed fields, kept before the name.
+    #[serde(default)]
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -421,15 +527,34 @@ pub enum FieldType {
     String,
 }
 
+/// The entity whose rows drive a child entity: one request sequence per
+/// parent row, read from the parent's table.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawParent {
     pub entity: String,
-    /// Parent fields available as `{{parent.<field>}}` and copied onto child records.
+    /// Columns of the parent's table available as `{{parent.<field>}}` and
+    /// copied onto child records as `<parent>_<field>`.
     #[serde(default)]
     pub fields: Vec<String>,
-    /// Parents fetched at once. Default 1.
+    /// Parents whose requests run at once. Default 1.
     pub concurrency: Option<u32>,
+    /// JSONPath inside each parent row to a value read as the child's first
+    /// response (Stripe's `$.lines` list inside an invoice): its records need
+    /// no request, and the child's pagination fetches the rest when the
+    /// embedded list is truncated.
+    pub embedded: Option<String>,
+    /// `changed` (default): parents written since the child's last completed
+    /// run; `all`: every parent row on every run.
+    pub scope: Option<ParentScope>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParentScope {
+    #[default]
+    Changed,
+    All,
 }
 
 /// A change feed: a second request used once the entity has state, whose

@@ -1,7 +1,10 @@
 //! Runs: entities of a flow, from their saved state to committed tables.
 //!
 //! - `state`: the per-entity state document (cursor, resume position).
+//! - `auth_state`: a flow's rotated refresh token, kept beside it.
 //! - `run`: one entity's chunk loop.
+//! - `changes`: when an entity reads its change feed, and the feed position.
+//! - `parents`: a child entity's parent rows, read from the destination.
 //!
 //! [`run_flow`] runs the selected entities of a flow, a few at a time, each
 //! with its own destination handle. The in-process lock below keeps an
@@ -9,17 +12,22 @@
 //! destination's own lock does the same: DuckDB's file lock, or a
 //! PostgreSQL advisory lock.
 
+pub mod auth_state;
+pub mod changes;
+pub mod parents;
 pub mod run;
 pub mod state;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use async_trait::async_trait;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use crate::destination;
+use crate::destination::{self, Destination, DestinationError};
 use crate::engine::HttpClient;
-use crate::spec::plan::{Entity, Flow};
+use crate::spec::plan::{DestinationUrl, Entity, Flow};
 
 pub use run::{Outcome, Progress, RunError, RunOptions, RunReport, run_entity};
 pub use state::{EntityState, Resume};
@@ -42,9 +50,45 @@ impl FlowReport {
     }
 }
 
+/// Opens the destination of each entity run. [`DirectDestinations`] opens
+/// the URL; the daemon supplies one that queues runs writing the same
+/// DuckDB file and waits while another process holds the file.
+#[async_trait]
+pub trait Destinations: Send + Sync {
+    async fn open(
+        &self,
+        url: &DestinationUrl,
+        shutdown: &CancellationToken,
+    ) -> Result<Box<dyn Destination>, DestinationError>;
+}
+
+/// Opens each destination URL as it is, for one-off commands.
+pub struct DirectDestinations;
+
+#[async_trait]
+impl Destinations for DirectDestinations {
+    async fn open(
+        &self,
+        url: &DestinationUrl,
+        _shutdown: &CancellationToken,
+    ) -> Result<Box<dyn Destination>, DestinationError> {
+        destination::open(url).await
+    }
+}
+
 /// Runs `entities` of `flow` (all selected entities when empty), parents
 /// before children.
 pub async fn run_flow(flow: Arc<Flow>, entities: &[String], options: &RunOptions) -> FlowReport {
+    run_flow_with(flow, entities, options, Arc::new(DirectDestinations)).await
+}
+
+/// [`run_flow`] with destinations opened by `destinations`.
+pub async fn run_flow_with(
+    flow: Arc<Flow>,
+    entities: &[String],
+    options: &RunOptions,
+    destinations: Arc<dyn Destinations>,
+) -> FlowReport {
     let selected: Vec<Arc<Entity>> = flow
         .entities
         .iter()
@@ -60,14 +104,9 @@ pub async fn run_flow(flow: Arc<Flow>, entities: &[String], options: &RunOptions
         Ok(client) => Arc::new(client),
         Err(error) => {
             for entity in &selected {
-                report.runs.push(failed_report(
-                    &flow,
-                    entity,
-                    RunError {
-                        kind: "http".to_string(),
-                        message: crate::redact::redact(&error.message),
-                    },
-                ));
+                report
+                    .runs
+                    .push(failed_report(&flow, entity, RunError::fetch(&error)));
             }
             return report;
         }
@@ -105,7 +144,10 @@ pub async fn run_flow(flow: Arc<Flow>, entities: &[String], options: &RunOptions
                 let flow = flow.clone();
                 let client = client.clone();
                 let options = options.clone();
-                tasks.spawn(async move { run_locked(flow, entity, client, options).await });
+                let destinations = destinations.clone();
+                tasks.spawn(async move {
+                    run_locked(flow, entity, client, options, destinations).await
+                });
             }
             match tasks.join_next().await {
                 Some(Ok(run)) => report.runs.push(run),
@@ -125,6 +167,7 @@ async fn run_locked(
     entity: Arc<Entity>,
     client: Arc<HttpClient>,
     options: RunOptions,
+    destinations: Arc<dyn Destinations>,
 ) -> RunReport {
     let key = format!(
         "{}\u{0}{}\u{0}{}",
@@ -145,7 +188,10 @@ async fn run_locked(
             },
         );
     };
-    let mut destination = match destination::open(&flow.destination).await {
+    let mut destination = match destinations
+        .open(&flow.destination, &options.shutdown)
+        .await
+    {
         Ok(destination) => destination,
         Err(error) => {
             let kind = match error {
@@ -175,6 +221,7 @@ fn failed_report(flow: &Flow, entity: &Entity, error: RunError) -> RunReport {
         records: 0,
         pages: 0,
         requests: 0,
+        graphql_errors: 0,
         started_at: chrono::Utc::now(),
         duration_seconds: 0.0,
         error: Some(error),

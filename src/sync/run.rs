@@ -20,10 +20,15 @@ use tracing::{info, warn};
 use crate::destination::{
     Chunk, Destination, DestinationError, EntityTarget, RunOutcome, RunRecord, RunStatus, TableRef,
 };
-use crate::engine::{self, FetchContext, FetchError, HttpClient, Page, Position, Record};
+use crate::engine::{
+    self, FetchContext, FetchError, HttpClient, Page, ParentPosition, ParentSource, Position,
+    Record,
+};
 use crate::redact::redact;
-use crate::spec::plan::{DeletedRows, Entity, Flow, SyncMode};
+use crate::spec::plan::{DeletedRows, Entity, Flow, ParentScope, SyncMode};
 
+use super::changes::{self, FeedChoice, FeedState};
+use super::parents::DestinationParents;
 use super::state::{EntityState, Resume};
 
 /// Pages that may wait between the fetch task and the writer. Four pages
@@ -54,6 +59,8 @@ pub struct Progress {
     pub pages: u64,
     pub requests: u64,
     pub bytes: u64,
+    /// GraphQL errors kept with their data (`partial_ok: true`).
+    pub graphql_errors: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,6 +81,8 @@ pub struct RunReport {
     pub records: u64,
     pub pages: u64,
     pub requests: u64,
+    /// GraphQL errors kept with their data (`partial_ok: true`).
+    pub graphql_errors: u64,
     pub started_at: DateTime<Utc>,
     pub duration_seconds: f64,
     /// Secrets already masked.
@@ -91,7 +100,9 @@ pub struct RunError {
 }
 
 impl RunError {
-    fn fetch(error: &FetchError) -> RunError {
+    /// Builds the run error for a fetch error, with the fetch error's kind
+    /// (`auth`, `http`, `pagination_loop`, …) and its message masked.
+    pub(crate) fn fetch(error: &FetchError) -> RunError {
         let kind = serde_json::to_value(&error.kind)
             .ok()
             .and_then(|value| value.as_str().map(str::to_string))
@@ -168,6 +179,19 @@ struct Start {
     position: Option<Position>,
     resumed: bool,
     run_started_at: DateTime<Utc>,
+    /// What the run reads: the entity's list, or its change feed.
+    source: Source,
+}
+
+/// The request sequence a run reads.
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    List,
+    /// The change feed from this saved feed cursor (`None`: the whole feed).
+    Feed {
+        since: Option<Value>,
+        saved: FeedState,
+    },
 }
 
 fn plan_start(
@@ -183,6 +207,7 @@ fn plan_start(
                 position: resume.position.clone(),
                 resumed: true,
                 run_started_at: resume.run_started_at,
+                source: Source::List,
             };
         }
         warn!(
@@ -192,16 +217,46 @@ fn plan_start(
         );
     }
     // A full refresh reads everything each run, so the saved cursor is not used.
-    let use_cursor = !full && entity_mode(flow, entity) == SyncMode::Incremental;
+    let mut use_cursor = !full && entity_mode(flow, entity) == SyncMode::Incremental;
+    if use_cursor && entity.changes.is_some() {
+        match changes::choose(entity, state, now) {
+            FeedChoice::Feed { since } => {
+                let saved = FeedState::read(state).unwrap_or(FeedState {
+                    cursor: None,
+                    checked_at: now,
+                });
+                return Start {
+                    position: Some(Position::default()),
+                    resumed: false,
+                    run_started_at: now,
+                    source: Source::Feed { since, saved },
+                };
+            }
+            // The list filters on creation only, so a load that follows a
+            // saved list cursor would miss updates: read the list in full.
+            FeedChoice::FullLoad => use_cursor = false,
+        }
+    }
     let saved = if use_cursor {
         state.cursor.as_ref()
     } else {
         None
     };
+    let mut position = engine::initial_position(entity, saved, now, !use_cursor);
+    // A child reads the parents written since its last completed run,
+    // unless it reads them all (`scope: all`, `--full`, full refresh).
+    let changed_parents = entity
+        .parent
+        .as_ref()
+        .is_some_and(|parent| parent.scope == ParentScope::Changed);
+    if use_cursor && changed_parents {
+        position.parent = state.parents.clone();
+    }
     Start {
-        position: Some(engine::initial_position(entity, saved, now, !use_cursor)),
+        position: Some(position),
         resumed: false,
         run_started_at: now,
+        source: Source::List,
     }
 }
 
@@ -225,6 +280,7 @@ pub async fn run_entity(
         records: 0,
         pages: 0,
         requests: 0,
+        graphql_errors: 0,
         started_at,
         duration_seconds: 0.0,
         error: None,
@@ -241,6 +297,13 @@ pub async fn run_entity(
     let start = plan_start(&flow, &entity, &state, options.full, started_at);
     report.resumed = start.resumed;
     let target = target_for(&flow, &entity, start.resumed);
+    let parents = match open_parents(&flow, &entity).await {
+        Ok(parents) => parents,
+        Err(error) => {
+            report.error = Some(error);
+            return finished(report, clock);
+        }
+    };
 
     let run_row = RunRecord {
         run_id: run_id.clone(),
@@ -267,12 +330,26 @@ pub async fn run_entity(
 
     let mut writer = ChunkWriter {
         destination,
-        target: &target,
+        target: target.clone(),
         run_id: &run_id,
         entity: &entity,
         state,
         run_started_at: start.run_started_at,
         buffer: Vec::new(),
+        deletions: Vec::new(),
+        feed: match &start.source {
+            Source::Feed { saved, .. } => Some(FeedRun {
+                saved: saved.clone(),
+                pending: None,
+            }),
+            Source::List => None,
+        },
+        keeps_feed: entity.changes.is_some()
+            && entity_mode(&flow, &entity) == SyncMode::Incremental,
+        last_parent: start
+            .position
+            .as_ref()
+            .and_then(|position| position.parent.clone()),
         position: start.position.clone(),
         uncommitted: false,
         opened: None,
@@ -285,8 +362,13 @@ pub async fn run_entity(
                 entity: entity.clone(),
                 client,
                 now: started_at,
+                parents,
             };
-            pump(&mut writer, context, position, options, &mut report).await
+            let fetch = match start.source {
+                Source::Feed { since, .. } => FetchStart::Feed(since),
+                Source::List => FetchStart::List(Box::new(position)),
+            };
+            pump(&mut writer, context, fetch, options, &mut report).await
         }
         None => Ended::Complete,
     };
@@ -317,7 +399,7 @@ pub async fn run_entity(
     };
     if let Err(finish_error) = writer
         .destination
-        .finish_run(&target, &run_id, outcome)
+        .finish_run(&writer.target, &run_id, outcome)
         .await
     {
         warn!(
@@ -357,6 +439,48 @@ pub async fn run_entity(
         ),
     }
     report
+}
+
+/// Opens the parent table of a child entity on a second destination
+/// handle; `None` for other entities.
+///
+/// The handle is opened directly, not through the daemon's run slots, so
+/// a child never waits for a second slot while holding one. A DuckDB file
+/// is open already for the run's own handle, and the DuckDB destination
+/// shares one database per file within the process.
+async fn open_parents(
+    flow: &Flow,
+    entity: &Entity,
+) -> Result<Option<Arc<dyn ParentSource>>, RunError> {
+    let Some(plan) = &entity.parent else {
+        return Ok(None);
+    };
+    // Opening a DuckDB file reads it synchronously, so it runs on a
+    // blocking thread rather than stalling the runtime's workers.
+    let url = flow.destination.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let opened =
+        tokio::task::spawn_blocking(move || runtime.block_on(crate::destination::open(&url)))
+            .await
+            .map_err(|error| {
+                RunError::new(
+                    "connect",
+                    format!(
+                        "opening the destination for the parent rows stopped unexpectedly: {error}"
+                    ),
+                )
+            })?;
+    let destination = opened.map_err(|error| RunError::destination(&error))?;
+    match DestinationParents::new(flow, entity, destination) {
+        Some(parents) => Ok(Some(Arc::new(parents))),
+        None => Err(RunError::new(
+            "config",
+            format!(
+                "entity {}: parent entity {} is not an entity of connector {}",
+                entity.name, plan.entity, flow.connector.name
+            ),
+        )),
+    }
 }
 
 fn ended_kind(status: RunStatus, error: &Option<RunError>) -> Outcome {
@@ -403,15 +527,25 @@ enum Ended {
 
 /// Moves pages from the fetch task into committed chunks until the fetch
 /// ends, a write fails, or shutdown is requested.
+/// Where the fetch task starts.
+enum FetchStart {
+    List(Box<Position>),
+    /// The change feed, from the saved feed cursor.
+    Feed(Option<Value>),
+}
+
 async fn pump(
     writer: &mut ChunkWriter<'_>,
     context: FetchContext,
-    position: Position,
+    start: FetchStart,
     options: &RunOptions,
     report: &mut RunReport,
 ) -> Ended {
     let (sender, mut receiver) = mpsc::channel::<Page>(CHANNEL_PAGES);
-    let mut fetch = tokio::spawn(engine::fetch(context, position, sender));
+    let mut fetch = match start {
+        FetchStart::List(position) => tokio::spawn(engine::fetch(context, *position, sender)),
+        FetchStart::Feed(since) => tokio::spawn(engine::fetch_changes(context, since, sender)),
+    };
     let chunk_records = writer.entity.chunk.records.max(1) as usize;
     let chunk_time = Duration::from_secs_f64(writer.entity.chunk.seconds.max(0.001));
     let mut progress = Progress {
@@ -429,11 +563,12 @@ async fn pump(
                 progress.records += page.records.len() as u64;
                 progress.requests += u64::from(page.requests);
                 progress.bytes += page.bytes;
+                progress.graphql_errors += u64::from(page.graphql_errors);
                 if let Some(callback) = &options.progress {
                     callback(&progress);
                 }
                 writer.add(page);
-                if writer.buffer.len() >= chunk_records
+                if writer.buffer.len() + writer.deletions.len() >= chunk_records
                     && let Err(error) = writer.commit().await
                 {
                     fetch.abort();
@@ -480,6 +615,7 @@ async fn pump(
 fn record_progress(report: &mut RunReport, progress: &Progress) {
     report.pages = progress.pages;
     report.requests = progress.requests;
+    report.graphql_errors = progress.graphql_errors;
 }
 
 async fn sleep_until_deadline(deadline: Option<Instant>) {
@@ -492,14 +628,25 @@ async fn sleep_until_deadline(deadline: Option<Instant>) {
 /// Collects pages into a chunk and commits it with its state.
 struct ChunkWriter<'a> {
     destination: &'a mut dyn Destination,
-    target: &'a EntityTarget,
+    /// The run's target; column types that responses declare are added to
+    /// it as pages arrive.
+    target: EntityTarget,
     run_id: &'a str,
     entity: &'a Entity,
     state: EntityState,
     run_started_at: DateTime<Utc>,
     buffer: Vec<Record>,
+    deletions: Vec<Record>,
+    /// Set when the run reads the change feed.
+    feed: Option<FeedRun>,
+    /// The entity reads a change feed after a full load, so a completed
+    /// list run records where the feed starts.
+    keeps_feed: bool,
     /// The request after the last page received; `None` once complete.
     position: Option<Position>,
+    /// For a child entity: the parent of the last page received, which a
+    /// completed run saves as the place the next run starts after.
+    last_parent: Option<ParentPosition>,
     /// Pages were received since the last commit.
     uncommitted: bool,
     /// When the chunk in hand received its first page.
@@ -507,15 +654,34 @@ struct ChunkWriter<'a> {
     committed_records: u64,
 }
 
+/// A change feed run: the feed position it started from, and the
+/// maximum feed cursor seen, saved only when the run completes.
+struct FeedRun {
+    saved: FeedState,
+    pending: Option<Value>,
+}
+
 impl ChunkWriter<'_> {
     fn add(&mut self, page: Page) {
         if let Some(max) = page.cursor_max {
-            self.state.pending_cursor = Some(match self.state.pending_cursor.take() {
-                Some(pending) => engine::max_cursor(&pending, &max),
+            let pending = match &mut self.feed {
+                Some(feed) => &mut feed.pending,
+                None => &mut self.state.pending_cursor,
+            };
+            *pending = Some(match pending.take() {
+                Some(seen) => engine::max_cursor(&seen, &max),
                 None => max,
             });
         }
+        for (field, declared) in page.field_types {
+            // The entity's own fields.types were there first and win.
+            self.target.declared_types.entry(field).or_insert(declared);
+        }
         self.buffer.extend(page.records);
+        self.deletions.extend(page.deletions);
+        if let Some(parent) = page.next.as_ref().and_then(|next| next.parent.as_ref()) {
+            self.last_parent = Some(parent.clone());
+        }
         self.position = page.next;
         self.uncommitted = true;
         self.opened.get_or_insert_with(Instant::now);
@@ -527,20 +693,26 @@ impl ChunkWriter<'_> {
         if !self.uncommitted {
             return Ok(());
         }
-        self.state.resume = Some(Resume {
-            fingerprint: self.entity.fingerprint.clone(),
-            run_started_at: self.run_started_at,
-            position: self.position.clone(),
-        });
+        // A feed run is never resumed mid-way (the change feed module says
+        // why), so it leaves no resume position behind.
+        self.state.resume = match self.feed {
+            Some(_) => None,
+            None => Some(Resume {
+                fingerprint: self.entity.fingerprint.clone(),
+                run_started_at: self.run_started_at,
+                position: self.position.clone(),
+            }),
+        };
         let records = std::mem::take(&mut self.buffer);
-        let count = records.len() as u64;
+        let deletions = std::mem::take(&mut self.deletions);
+        let count = (records.len() + deletions.len()) as u64;
         let chunk = Chunk {
             records,
-            deletions: Vec::new(),
+            deletions,
             state: self.state.to_value(),
         };
         self.destination
-            .write_chunk(self.target, self.run_id, chunk)
+            .write_chunk(&self.target, self.run_id, chunk)
             .await
             .map_err(|error| RunError::destination(&error))?;
         self.uncommitted = false;
@@ -551,6 +723,14 @@ impl ChunkWriter<'_> {
     /// Moves the pending cursor into the saved one when the run succeeded,
     /// and returns the state to store with the run's outcome.
     fn final_state(&mut self, succeeded: bool) -> Value {
+        if let Some(feed) = &self.feed {
+            if succeeded {
+                feed.saved
+                    .after_feed_run(feed.pending.as_ref(), self.run_started_at)
+                    .write(&mut self.state);
+            }
+            return self.state.to_value();
+        }
         if succeeded {
             if let Some(pending) = self.state.pending_cursor.take() {
                 self.state.cursor = Some(match self.state.cursor.take() {
@@ -559,6 +739,15 @@ impl ChunkWriter<'_> {
                 });
             }
             self.state.resume = None;
+            if self.keeps_feed {
+                FeedState::after_full_load(self.state.cursor.as_ref(), self.run_started_at)
+                    .write(&mut self.state);
+            }
+            if self.entity.parent.is_some()
+                && let Some(parent) = &self.last_parent
+            {
+                self.state.parents = Some(parent.finished());
+            }
         }
         self.state.to_value()
     }

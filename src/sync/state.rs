@@ -14,12 +14,17 @@
 //! written with every chunk, so a crashed or failed run continues where its
 //! last chunk ended. Keys ferry does not know (written by change feeds or
 //! token rotation) are kept as they are.
+//!
+//! A child entity also keeps `parents`: the last parent row (by
+//! `_ferry_synced_at` and key) that a completed run read. The next run
+//! reads only parents written after it, so an incremental parent drives an
+//! incremental child.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::engine::Position;
+use crate::engine::{ParentPosition, Position};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EntityState {
@@ -29,6 +34,9 @@ pub struct EntityState {
     pub pending_cursor: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<Resume>,
+    /// For a child entity: the last parent a completed run read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parents: Option<ParentPosition>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use ferry::engine::{FetchErrorKind, HttpClient, Position};
-use ferry::spec::plan::{ApiKeyLocation, AuthPlan, Connector};
+use ferry::engine::Position;
+use ferry::spec::plan::{ApiKeyLocation, AuthPlan};
 use serde_json::{Value, json};
 
 use crate::support::plan::{connector, entity, template, test_flow};
@@ -105,29 +105,5 @@ async fn basic_with_empty_password() {
     assert_eq!(
         header(&request, "authorization"),
         Some("Basic YXBpX2Nsb3NlXzE6")
-    );
-}
-
-#[tokio::test]
-async fn token_exchange_types_are_not_supported_yet() {
-    let items = Arc::new(entity("items", "/items"));
-    let mut api: Connector = connector("http://127.0.0.1:9");
-    api.http.auth = AuthPlan::OAuth2ClientCredentials {
-        token_url: template("http://127.0.0.1:9/token"),
-        client_id: template("id"),
-        client_secret: template("secret"),
-        scopes: Vec::new(),
-        extra: Vec::new(),
-    };
-    let flow = test_flow(api, &items, json!({}));
-
-    let error = HttpClient::new(&flow).unwrap_err();
-
-    assert_eq!(error.kind, FetchErrorKind::Auth);
-    assert!(
-        error
-            .message
-            .contains("auth type oauth2_client_credentials is not supported yet"),
-        "{error}"
     );
 }

@@ -272,6 +272,7 @@ async fn window_templates_and_resume() {
         }),
         parent: None,
         page: PageToken::Start,
+        ..Position::default()
     };
 
     let outcome = run(&flow, &items, resume).await;

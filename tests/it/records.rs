@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ferry::engine::{FetchErrorKind, Position, output_field_name};
-use ferry::spec::plan::{FieldsPlan, RecordsPlan};
+use ferry::spec::plan::{FieldType, FieldsPlan, RecordsPlan, SchemaSource, TimestampUnit};
 use indexmap::IndexMap;
 use serde_json::{Value, json};
 
@@ -55,7 +55,8 @@ async fn bigquery_rows_are_typed() {
     let outcome = extract(
         RecordsPlan::Schema {
             rows: jsonpath("$.rows"),
-            schema: jsonpath("$.schema"),
+            schema: SchemaSource::Response(jsonpath("$.schema")),
+            timestamp_unit: TimestampUnit::Seconds,
         },
         &["id"],
         FieldsPlan::default(),
@@ -75,6 +76,11 @@ async fn bigquery_rows_are_typed() {
         outcome.records(),
         vec![json!({"id": 7, "active": false, "created": "2023-11-14T22:13:20Z"})]
     );
+    let declared: Vec<_> = outcome.pages[0].field_types.iter().collect();
+    assert_eq!(
+        declared,
+        vec![(&"created".to_string(), &FieldType::TimestampIso)]
+    );
 }
 
 #[tokio::test]
@@ -82,7 +88,8 @@ async fn bigquery_without_rows_is_empty() {
     let outcome = extract(
         RecordsPlan::Schema {
             rows: jsonpath("$.rows"),
-            schema: jsonpath("$.schema"),
+            schema: SchemaSource::Response(jsonpath("$.schema")),
+            timestamp_unit: TimestampUnit::Seconds,
         },
         &["id"],
         FieldsPlan::default(),
@@ -118,6 +125,7 @@ async fn field_rules_apply_after_key_check() {
         exclude: vec!["name".into()],
         rename: IndexMap::from([("id".to_string(), "customer_id".to_string())]),
         types: IndexMap::new(),
+        names: None,
     };
     assert_eq!(output_field_name(&fields, "id"), "customer_id");
     let outcome = extract(

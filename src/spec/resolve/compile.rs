@@ -177,14 +177,17 @@ pub fn optional_json_path(
 
 /// Resolves `name` or `{in, name}`. A body name is a dotted path into the
 /// JSON body, so neither it nor any of its parts may be empty.
-pub fn param(
+/// Resolves a parameter whose bare-name form goes to `bare`: the query for
+/// REST entities, the variables for GraphQL entities.
+pub fn param_in(
     raw: &RawParam,
+    bare: ParamLocation,
     site: &EntitySite,
     relative: &[&str],
     problems: &mut Problems,
 ) -> Option<Param> {
     let (location, name, name_path) = match raw {
-        RawParam::Query(name) => (ParamLocation::Query, name, relative.to_vec()),
+        RawParam::Query(name) => (bare, name, relative.to_vec()),
         RawParam::Placed(placed) => (placed.location, &placed.name, extend(relative, "name")),
     };
     let field = site.dotted(&name_path);
@@ -192,10 +195,15 @@ pub fn param(
         problems.push(site.value(&name_path, format!("{field} must not be empty")));
         return None;
     }
-    if location == ParamLocation::Body && name.split('.').any(str::is_empty) {
+    let dotted = matches!(location, ParamLocation::Body | ParamLocation::Variables);
+    if dotted && name.split('.').any(str::is_empty) {
+        let into = match location {
+            ParamLocation::Variables => "the variables",
+            _ => "the body",
+        };
         problems.push(site.value(
             &name_path,
-            format!("{field}: \"{name}\" is not a dotted path into the body (empty part)"),
+            format!("{field}: \"{name}\" is not a dotted path into {into} (empty part)"),
         ));
         return None;
     }
@@ -211,9 +219,19 @@ pub fn optional_param(
     relative: &[&str],
     problems: &mut Problems,
 ) -> Option<Option<Param>> {
+    optional_param_in(raw, ParamLocation::Query, site, relative, problems)
+}
+
+pub fn optional_param_in(
+    raw: Option<&RawParam>,
+    bare: ParamLocation,
+    site: &EntitySite,
+    relative: &[&str],
+    problems: &mut Problems,
+) -> Option<Option<Param>> {
     match raw {
         None => Some(None),
-        Some(raw) => param(raw, site, relative, problems).map(Some),
+        Some(raw) => param_in(raw, bare, site, relative, problems).map(Some),
     }
 }
 

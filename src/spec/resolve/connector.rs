@@ -14,8 +14,8 @@ use super::values;
 use super::variables::Scope;
 use super::webhooks;
 use crate::spec::plan::{
-    AuthPlan, ConfigField, Connector, EntityTemplate, HttpMethod, HttpPlan, Origin, RateLimit,
-    RequestPlan, RetryPolicy,
+    AuthPlan, ConfigField, ConfigType, Connector, EntityTemplate, HttpMethod, HttpPlan, Origin,
+    RateLimit, RequestPlan, RetryPolicy,
 };
 use crate::spec::raw::{RawAuth, RawCheck, RawConfigField, RawConnector, RawHttp};
 
@@ -66,6 +66,7 @@ pub fn resolve_connector(
     entity_names.extend(pruned_in("entities"));
     check_template_names(raw, &source.site, problems);
     check_parent_cycles(raw, &source.site, problems);
+    check_parent_tables(raw, &source.site, problems);
 
     let context = EntityContext {
         connector: &raw.name,
@@ -150,6 +151,34 @@ pub fn config_fields(
 ) -> IndexMap<String, ConfigField> {
     let mut fields = IndexMap::new();
     for (key, declared) in raw {
+        let path = compile::extend(relative, key);
+        let pattern = match &declared.pattern {
+            Some(source) => {
+                match values::compile_pattern(source) {
+                    Ok(pattern) => Some(pattern),
+                    Err(error) => {
+                        problems.push(site.value(
+                        &compile::extend(&path, "pattern"),
+                        format!("pattern of {noun} \"{key}\" is not a valid regular expression: {error}"),
+                    ));
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        if declared.templated && declared.value_type != ConfigType::String {
+            problems.push(site.key(
+                &compile::extend(&path, "templated"),
+                format!("templated {noun} \"{key}\" must have type: string"),
+            ));
+        }
+        if declared.templated && noun != "parameter" {
+            problems.push(site.key(
+                &compile::extend(&path, "templated"),
+                format!("templated applies only to template parameters, not to {noun} \"{key}\""),
+            ));
+        }
         let field = ConfigField {
             value_type: declared.value_type,
             secret: declared.secret,
@@ -157,8 +186,9 @@ pub fn config_fields(
             required: declared.required.unwrap_or(declared.default.is_none()),
             description: declared.description.clone(),
             allowed: declared.allowed.clone(),
+            pattern,
+            templated: declared.templated,
         };
-        let path = compile::extend(relative, key);
         if let Some(default) = &field.default {
             let label = format!("default of {noun} \"{key}\"");
             if let Err(message) = values::check_value(default, &field, &label) {
@@ -364,6 +394,7 @@ fn auth_plan(
             client_secret,
             scopes,
             extra,
+            client_auth,
         } => {
             let token_url = text(token_url, "token_url", problems);
             let client_id = text(client_id, "client_id", problems);
@@ -376,6 +407,7 @@ fn auth_plan(
                 client_secret: client_secret?,
                 scopes: scopes.clone(),
                 extra: extra?,
+                client_auth: *client_auth,
             }
         }
         RawAuth::Oauth2RefreshToken {
@@ -385,6 +417,7 @@ fn auth_plan(
             refresh_token,
             scopes,
             extra,
+            client_auth,
         } => {
             let token_url = text(token_url, "token_url", problems);
             let client_id = text(client_id, "client_id", problems);
@@ -399,6 +432,7 @@ fn auth_plan(
                 refresh_token: refresh_token?,
                 scopes: scopes.clone(),
                 extra: extra?,
+                client_auth: *client_auth,
             }
         }
         RawAuth::JwtServiceAccount {
@@ -465,6 +499,59 @@ fn check_template_names(raw: &RawConnector, site: &Site, problems: &mut Problems
                 &["templates", name],
                 format!("template \"{name}\" has the same name as an entity of this connector; rename one of them"),
             ));
+        }
+    }
+}
+
+/// Reports children whose parent's table cannot drive them: a child reads
+/// parent rows in primary key order, and reads the fields it names from
+/// the parent's columns.
+fn check_parent_tables(raw: &RawConnector, site: &Site, problems: &mut Problems) {
+    let children = raw
+        .entities
+        .iter()
+        .map(|(name, entity)| ("entities", name, entity))
+        .chain(
+            raw.templates
+                .iter()
+                .map(|(name, entity)| ("templates", name, entity)),
+        );
+    for (section, child, entity) in children {
+        let Some(link) = &entity.parent else { continue };
+        let Some(parent) = raw.entities.get(&link.entity) else {
+            continue;
+        };
+        let keyless = parent
+            .primary_key
+            .as_ref()
+            .is_none_or(|key| key.fields().is_empty());
+        if keyless {
+            problems.push(site.value(
+                &[section, child, "parent", "entity"],
+                format!(
+                    "entity \"{}\" is the parent of \"{child}\", so it needs a primary_key: \
+                     a child reads its parents' rows in key order to resume exactly",
+                    link.entity
+                ),
+            ));
+        }
+        let excluded = parent
+            .fields
+            .as_ref()
+            .map(|fields| fields.exclude.as_slice())
+            .unwrap_or_default();
+        for (i, field) in link.fields.iter().enumerate() {
+            if excluded.contains(field) {
+                let index = i.to_string();
+                problems.push(site.value(
+                    &[section, child, "parent", "fields", &index],
+                    format!(
+                        "parent field \"{field}\" is excluded from the table of \"{}\" (fields.exclude), \
+                         so \"{child}\" cannot read it",
+                        link.entity
+                    ),
+                ));
+            }
         }
     }
 }

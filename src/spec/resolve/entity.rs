@@ -9,12 +9,13 @@ use serde_json::{Map, Value};
 use super::compile::{self, Problems, extend};
 use super::pagination;
 use super::site::EntitySite;
-use super::variables::{RequestScope, Scope};
+use super::steps;
+use super::variables::{self, RequestScope, Scope};
 use crate::spec::fingerprint::fingerprint;
 use crate::spec::plan::{
-    ChangeFeed, ChunkPlan, ConfigField, DeletionMarker, Entity, FieldsPlan, GraphqlPlan,
-    HttpMethod, Incremental, Order, ParamLocation, ParentPlan, RecordsPlan, RequestPlan,
-    StatusAction, Window,
+    ChangeFeed, ChunkPlan, ConfigField, DeletionMarker, Entity, FieldNames, FieldsPlan,
+    GraphqlPlan, HttpMethod, Incremental, Order, ParamLocation, ParentPlan, RecordsPlan,
+    RequestPlan, SchemaSource, StatusAction, Window,
 };
 use crate::spec::raw::{RawChanges, RawEntity, RawFields, RawIncremental, RawRecords};
 use crate::spec::suggest;
@@ -85,24 +86,44 @@ pub fn resolve_entity(
         _ => format!("entity \"{name}\""),
     };
 
+    if required && name.starts_with("_ferry") {
+        problems.push(site.key(
+            &[],
+            format!("{label} has a reserved name: names starting with _ferry are kept for ferry's bookkeeping; rename it"),
+        ));
+    }
     if matches!(mode, EntityMode::Entity) && !raw.parameters.is_empty() {
         problems.push(site.key(
             &["parameters"],
             format!("parameters are only allowed in templates; move {label} under templates or remove its parameters"),
         ));
     }
+    // A GraphQL entity posts to `http.base_url`, or to `path` under it when
+    // one connector serves REST and GraphQL (GitHub's `/graphql`).
     let is_graphql = raw.graphql.is_some();
-    if raw.path.is_some() && is_graphql {
-        problems.push(site.key(
-            &["graphql"],
-            format!("{label} sets both path and graphql; a GraphQL entity posts to http.base_url, so remove path"),
-        ));
-    }
+    let embedded = raw
+        .parent
+        .as_ref()
+        .is_some_and(|parent| parent.embedded.is_some());
+    let paginated = !matches!(
+        raw.pagination,
+        None | Some(crate::spec::raw::RawPagination::None)
+    );
     if raw.path.is_none() && !is_graphql && required {
-        problems.push(site.key(
-            &[],
-            format!("missing field \"path\" in {label} (or graphql, for a GraphQL API)"),
-        ));
+        if !embedded {
+            problems.push(site.key(
+                &[],
+                format!("missing field \"path\" in {label} (or graphql, for a GraphQL API)"),
+            ));
+        } else if paginated {
+            problems.push(site.key(
+                &["pagination"],
+                format!(
+                    "{label} paginates its embedded records but has no path to fetch the rest from; \
+                     add path (the request that lists the rest) or remove pagination"
+                ),
+            ));
+        }
     }
 
     let parent = raw.parent.as_ref();
@@ -118,12 +139,21 @@ pub fn resolve_entity(
                 .is_some_and(|incremental| incremental.window.is_some()),
             parent: parent.map(|parent| (parent.entity.as_str(), parent.fields.as_slice())),
             parameters: mode.parameter_scope(),
+            steps: steps::outputs(&raw.steps),
         }),
     };
 
     let request = request_plan(raw, is_graphql, site, &scope, problems);
     let graphql = graphql_plan(raw, site, &scope, problems);
-    let records = records_plan(raw.records.as_ref(), required, &label, site, problems);
+    let steps = steps::resolve(&raw.steps, site, &scope, problems);
+    let records = records_plan(
+        raw.records.as_ref(),
+        required,
+        &label,
+        site,
+        &scope,
+        problems,
+    );
     let primary_key = primary_key(raw, required, &label, site, problems);
     let pagination = pagination::resolve(
         raw.pagination.as_ref(),
@@ -132,8 +162,12 @@ pub fn resolve_entity(
         &["pagination"],
         problems,
     );
-    let incremental = incremental_plan(raw.incremental.as_ref(), site, problems);
+    let incremental = incremental_plan(raw.incremental.as_ref(), is_graphql, site, problems);
     let fields = fields_plan(raw.fields.as_ref(), primary_key.as_ref(), site, problems);
+    let fields = fields.and_then(|fields| {
+        let names = field_names(name, raw.fields.as_ref(), context, site, problems)?;
+        Some(FieldsPlan { names, ..fields })
+    });
     let parent = parent_plan(name, raw, context, site, problems);
     let changes = change_feed(raw.changes.as_ref(), site, &scope, problems);
     let on_status = on_status(&raw.on_status, site, problems);
@@ -142,9 +176,21 @@ pub fn resolve_entity(
 
     check_body_params(raw, is_graphql, &request, site, problems);
 
-    let values = match mode {
-        EntityMode::Instance { values, .. } => values,
-        _ => Map::new(),
+    let (values, templated_parameters) = match &mode {
+        EntityMode::Instance {
+            values, parameters, ..
+        } => {
+            let templated = templated_parameters(parameters, values, site, &scope, problems);
+            let mut values = values.clone();
+            // Optional parameters the flow leaves out render as null.
+            for name in parameters.keys() {
+                if !values.contains_key(name) {
+                    values.insert(name.clone(), Value::Null);
+                }
+            }
+            (values, templated)
+        }
+        _ => (Map::new(), Some(Vec::new())),
     };
     if !problems.clean_since(mark) || !required {
         return None;
@@ -169,7 +215,42 @@ pub fn resolve_entity(
         mode: raw.mode,
         fingerprint: fingerprint(raw, context.base_url, &values),
         parameters: values,
+        templated_parameters: templated_parameters?,
+        steps: steps?,
     })
+}
+
+/// Compiles the values of parameters declared `templated`, which render
+/// for each request like any other request template.
+fn templated_parameters(
+    declared: &IndexMap<String, ConfigField>,
+    values: &Map<String, Value>,
+    site: &EntitySite,
+    scope: &Scope<'_>,
+    problems: &mut Problems,
+) -> Option<Vec<(String, Template)>> {
+    let mark = problems.len();
+    let mut compiled = Vec::new();
+    for (name, field) in declared {
+        let Some(Value::String(text)) = values.get(name).filter(|_| field.templated) else {
+            continue;
+        };
+        let template = match Template::compile(text) {
+            Ok(template) => template,
+            Err(error) => {
+                problems.push(site.parameter(
+                    name,
+                    format!("invalid template in parameter \"{name}\": {error}"),
+                ));
+                continue;
+            }
+        };
+        for message in variables::check(&template, scope) {
+            problems.push(site.parameter(name, format!("parameter \"{name}\": {message}")));
+        }
+        compiled.push((name.clone(), template));
+    }
+    problems.clean_since(mark).then_some(compiled)
 }
 
 fn request_plan(
@@ -250,6 +331,7 @@ fn records_plan(
     required: bool,
     label: &str,
     site: &EntitySite,
+    scope: &Scope<'_>,
     problems: &mut Problems,
 ) -> Option<Option<RecordsPlan>> {
     let Some(raw) = raw else {
@@ -272,15 +354,22 @@ fn records_plan(
                 &["records", "columns"],
                 problems,
             );
-            let schema = compile::optional_json_path(
-                rows.schema.as_ref(),
-                site,
-                &["records", "schema"],
-                problems,
-            );
+            let schema = schema_source(rows.schema.as_ref(), site, scope, problems);
+            if rows.timestamp_unit.is_some() && rows.schema.is_none() {
+                problems.push(site.key(
+                    &["records", "timestamp_unit"],
+                    "records.timestamp_unit applies to rows decoded with a schema; add records.schema or remove it",
+                ));
+                return None;
+            }
+            let timestamp_unit = rows.timestamp_unit.unwrap_or_default();
             match (rows_path?, columns?, schema?) {
                 (rows, Some(columns), None) => Some(Some(RecordsPlan::Columns { rows, columns })),
-                (rows, None, Some(schema)) => Some(Some(RecordsPlan::Schema { rows, schema })),
+                (rows, None, Some(schema)) => Some(Some(RecordsPlan::Schema {
+                    rows,
+                    schema,
+                    timestamp_unit,
+                })),
                 _ => {
                     problems.push(site.value(
                         &["records"],
@@ -291,6 +380,26 @@ fn records_plan(
             }
         }
     }
+}
+
+/// Reads `records.schema`: a template when it contains `{{`, such as
+/// `{{steps.table.schema}}`, else a JSONPath into each response.
+fn schema_source(
+    text: Option<&String>,
+    site: &EntitySite,
+    scope: &Scope<'_>,
+    problems: &mut Problems,
+) -> Option<Option<SchemaSource>> {
+    let Some(text) = text else {
+        return Some(None);
+    };
+    let relative = ["records", "schema"];
+    if text.contains("{{") {
+        let template = compile::template(text, site, &relative, scope, problems)?;
+        return Some(Some(SchemaSource::Template(template)));
+    }
+    compile::json_path(text, site, &relative, problems)
+        .map(|path| Some(SchemaSource::Response(path)))
 }
 
 /// `Some(None)` when a template leaves `primary_key` to the flow.
@@ -330,6 +439,7 @@ fn primary_key(
 
 fn incremental_plan(
     raw: Option<&RawIncremental>,
+    is_graphql: bool,
     site: &EntitySite,
     problems: &mut Problems,
 ) -> Option<Option<Incremental>> {
@@ -337,14 +447,16 @@ fn incremental_plan(
         return Some(None);
     };
     let mark = problems.len();
+    let bare = pagination::bare_location(is_graphql);
     if raw.cursor_field.trim().is_empty() {
         problems.push(site.value(
             &["incremental", "cursor_field"],
             "incremental.cursor_field must not be empty",
         ));
     }
-    let param = compile::optional_param(
+    let param = compile::optional_param_in(
         raw.param.as_ref(),
+        bare,
         site,
         &["incremental", "param"],
         problems,
@@ -354,14 +466,16 @@ fn incremental_plan(
         Some(window) => {
             let relative = ["incremental", "window"];
             let step = compile::duration(&window.step, site, &extend(&relative, "step"), problems);
-            let start_param = compile::optional_param(
+            let start_param = compile::optional_param_in(
                 window.start_param.as_ref(),
+                bare,
                 site,
                 &extend(&relative, "start_param"),
                 problems,
             );
-            let end_param = compile::optional_param(
+            let end_param = compile::optional_param_in(
                 window.end_param.as_ref(),
+                bare,
                 site,
                 &extend(&relative, "end_param"),
                 problems,
@@ -435,6 +549,58 @@ fn fields_plan(
         exclude: raw.exclude.clone(),
         rename: raw.rename.clone(),
         types: raw.types.clone(),
+        names: None,
+    })
+}
+
+/// Resolves `fields.names`: the lookup entity must be another entity of
+/// the connector.
+fn field_names(
+    name: &str,
+    raw: Option<&RawFields>,
+    context: &EntityContext<'_>,
+    site: &EntitySite,
+    problems: &mut Problems,
+) -> Option<Option<FieldNames>> {
+    let Some(names) = raw.and_then(|fields| fields.names.as_ref()) else {
+        return Some(None);
+    };
+    let mark = problems.len();
+    if names.from == name {
+        problems.push(site.value(
+            &["fields", "names", "from"],
+            format!("fields.names.from: entity \"{name}\" cannot look up its own field names"),
+        ));
+    } else if !context
+        .entity_names
+        .iter()
+        .any(|known| known == &names.from)
+    {
+        let known: Vec<&str> = context.entity_names.iter().map(String::as_str).collect();
+        let hint = suggest::hint(&names.from, &known, "other entities");
+        problems.push(site.value(
+            &["fields", "names", "from"],
+            format!(
+                "fields.names.from: unknown entity \"{}\" in connector \"{}\"{hint}",
+                names.from, context.connector
+            ),
+        ));
+    }
+    for (key, value) in [("id", &names.id), ("name", &names.name)] {
+        if value.trim().is_empty() {
+            problems.push(site.value(
+                &["fields", "names", key],
+                format!("fields.names.{key} must name a field of the looked-up records"),
+            ));
+        }
+    }
+    problems.clean_since(mark).then(|| {
+        Some(FieldNames {
+            from: names.from.clone(),
+            id: names.id.clone(),
+            name: names.name.clone(),
+            prefix: names.prefix.clone(),
+        })
     })
 }
 
@@ -489,13 +655,35 @@ fn parent_plan(
             "parent.concurrency must be at least 1, found 0",
         ));
     }
-    problems.clean_since(mark).then(|| {
-        Some(ParentPlan {
-            entity: parent.entity.clone(),
-            fields: parent.fields.clone(),
-            concurrency: parent.concurrency.unwrap_or(1),
-        })
-    })
+    if raw
+        .incremental
+        .as_ref()
+        .is_some_and(|incremental| incremental.window.is_some())
+    {
+        problems.push(site.key(
+            &["incremental", "window"],
+            format!(
+                "entity \"{name}\" has a parent, and child entities cannot use incremental.window; \
+                 remove the window or filter with incremental.param"
+            ),
+        ));
+    }
+    let embedded = compile::optional_json_path(
+        parent.embedded.as_ref(),
+        site,
+        &["parent", "embedded"],
+        problems,
+    );
+    if !problems.clean_since(mark) {
+        return None;
+    }
+    Some(Some(ParentPlan {
+        entity: parent.entity.clone(),
+        fields: parent.fields.clone(),
+        concurrency: parent.concurrency.unwrap_or(1),
+        embedded: embedded?,
+        scope: parent.scope.unwrap_or_default(),
+    }))
 }
 
 fn change_feed(
@@ -637,8 +825,8 @@ fn max_pages(raw: &RawEntity, site: &EntitySite, problems: &mut Problems) -> Opt
     }
 }
 
-/// Reports parameters placed `in: body` when the request is a GET without
-/// a JSON body.
+/// Reports parameters placed `in: variables` on a REST entity, and `in:
+/// body` when the request is a GET without a JSON body.
 fn check_body_params(
     raw: &RawEntity,
     is_graphql: bool,
@@ -647,6 +835,18 @@ fn check_body_params(
     problems: &mut Problems,
 ) {
     let Some(request) = request else { return };
+    for (relative, param) in pagination::placed_params(raw) {
+        if param.location == ParamLocation::Variables && !is_graphql {
+            let relative: Vec<&str> = relative.iter().map(String::as_str).collect();
+            problems.push(site.value(
+                &relative,
+                format!(
+                    "{} is placed in the variables, which only GraphQL entities have; use in: query, body or header",
+                    site.dotted(&relative)
+                ),
+            ));
+        }
+    }
     if request.method == HttpMethod::Post || is_graphql {
         return;
     }

@@ -13,6 +13,7 @@ use super::flow_entities;
 use super::names;
 use super::schedule;
 use super::site::Site;
+use super::starts;
 use super::urls;
 use super::values::{self, Given, Naming, Part, ValueProblem};
 use crate::spec::EnvLookup;
@@ -72,6 +73,10 @@ pub fn resolve_flow(
         secrets.extend(selection.secrets);
         Some(selection.entities)
     });
+    let entities = match (entities, &config) {
+        (Some(entities), Some(config)) => starts::render(entities, config, site, problems),
+        (entities, _) => entities,
+    };
     let trigger = trigger(raw, site, &expander, problems);
     let mode = raw.mode.unwrap_or(SyncMode::Incremental);
     if raw.deleted_rows.is_some() && mode != SyncMode::FullRefresh {

@@ -16,6 +16,8 @@ mod names;
 mod pagination;
 mod schedule;
 pub(crate) mod site;
+mod starts;
+mod steps;
 mod tables;
 mod urls;
 mod values;

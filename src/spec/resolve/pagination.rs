@@ -20,6 +20,21 @@ pub fn resolve(
     };
     let at = |field: &'static str| extend(relative, field);
     let field = |name: &str| format!("{}.{name}", site.dotted(relative));
+    let bare = bare_location(is_graphql);
+    let url_type = match raw {
+        RawPagination::LinkHeader => Some("link_header"),
+        RawPagination::NextUrl { .. } => Some("next_url"),
+        _ => None,
+    };
+    if let (true, Some(url_type)) = (is_graphql, url_type) {
+        let message = format!(
+            "{} {url_type} is for REST APIs: a GraphQL entity posts its query, so its pages come from variables; \
+             use relay, cursor, offset or page_number",
+            field("type")
+        );
+        problems.push(site.value(&at("type"), message));
+        return None;
+    }
     match raw {
         RawPagination::None => Some(Pagination::None),
         RawPagination::LinkHeader => Some(Pagination::LinkHeader),
@@ -33,7 +48,7 @@ pub fn resolve(
             has_more,
         } => {
             let cursor = compile::json_path(cursor, site, &at("cursor"), problems);
-            let param = compile::param(param, site, &at("param"), problems);
+            let param = compile::param_in(param, bare, site, &at("param"), problems);
             let has_more =
                 compile::optional_json_path(has_more.as_ref(), site, &at("has_more"), problems);
             Some(Pagination::Cursor {
@@ -50,8 +65,10 @@ pub fn resolve(
             stop_on_short_page,
             start,
         } => {
-            let offset_param = compile::param(offset_param, site, &at("offset_param"), problems);
-            let limit_param = compile::param(limit_param, site, &at("limit_param"), problems);
+            let offset_param =
+                compile::param_in(offset_param, bare, site, &at("offset_param"), problems);
+            let limit_param =
+                compile::param_in(limit_param, bare, site, &at("limit_param"), problems);
             let has_more =
                 compile::optional_json_path(has_more.as_ref(), site, &at("has_more"), problems);
             if *limit == 0 {
@@ -89,15 +106,16 @@ pub fn resolve(
             page_size_param,
         } => {
             let mark = problems.len();
-            let param = compile::param(param, site, &at("param"), problems);
+            let param = compile::param_in(param, bare, site, &at("param"), problems);
             let total_pages = compile::optional_json_path(
                 total_pages.as_ref(),
                 site,
                 &at("total_pages"),
                 problems,
             );
-            let page_size_param = compile::optional_param(
+            let page_size_param = compile::optional_param_in(
                 page_size_param.as_ref(),
+                bare,
                 site,
                 &at("page_size_param"),
                 problems,
@@ -153,11 +171,32 @@ pub fn resolve(
                 problems.push(site.value(&at("variable"), message));
                 return None;
             }
+            if variable.split('.').any(str::is_empty) {
+                let message = format!(
+                    "{}: \"{variable}\" is not a variable name or a dotted path into the variables (empty part)",
+                    field("variable")
+                );
+                problems.push(site.value(&at("variable"), message));
+                return None;
+            }
             Some(Pagination::Relay {
                 page_info: page_info?,
-                variable: variable.to_string(),
+                variable: Param {
+                    location: ParamLocation::Variables,
+                    name: variable.to_string(),
+                },
             })
         }
+    }
+}
+
+/// Returns where a parameter written as a bare name goes: a GraphQL
+/// entity's request has variables instead of a query string.
+pub fn bare_location(is_graphql: bool) -> ParamLocation {
+    if is_graphql {
+        ParamLocation::Variables
+    } else {
+        ParamLocation::Query
     }
 }
 
@@ -165,9 +204,10 @@ pub fn resolve(
 /// and window settings place, with the path of each setting.
 pub fn placed_params(raw: &RawEntity) -> Vec<(Vec<String>, Param)> {
     let mut found = Vec::new();
+    let bare = bare_location(raw.graphql.is_some());
     let mut add = |path: &[&str], param: &RawParam| {
         let path = path.iter().map(|segment| segment.to_string()).collect();
-        found.push((path, param_of(param)));
+        found.push((path, param_of(param, bare)));
     };
     match &raw.pagination {
         Some(RawPagination::Cursor { param, .. }) => add(&["pagination", "param"], param),
@@ -207,10 +247,10 @@ pub fn placed_params(raw: &RawEntity) -> Vec<(Vec<String>, Param)> {
     found
 }
 
-fn param_of(raw: &RawParam) -> Param {
+fn param_of(raw: &RawParam, bare: ParamLocation) -> Param {
     match raw {
         RawParam::Query(name) => Param {
-            location: ParamLocation::Query,
+            location: bare,
             name: name.clone(),
         },
         RawParam::Placed(placed) => Param {

@@ -122,6 +122,14 @@ impl EntitySite {
         site.value(&path, message.into() + note.as_deref().unwrap_or_default())
     }
 
+    /// Builds a problem located at the flow's value for a template parameter.
+    pub fn parameter(&self, name: &str, message: impl Into<String>) -> Diagnostic {
+        match self {
+            EntitySite::Plain(site) => site.value(&["parameters", name], message),
+            EntitySite::Instance { flow, .. } => flow.value(&[name], message),
+        }
+    }
+
     /// Returns the dotted path of `relative` inside the entity, for messages.
     pub fn dotted(&self, relative: &[&str]) -> String {
         match self {

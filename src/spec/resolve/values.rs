@@ -117,6 +117,18 @@ pub fn check_value(value: &Value, field: &ConfigField, label: &str) -> Result<()
             false => format!("{label} must be {expected}, found {}", show(value)),
         });
     }
+    if let (Some(pattern), Value::String(text)) = (&field.pattern, value)
+        && !pattern.is_match(text)
+    {
+        return Err(match field.secret {
+            true => format!("{label} does not have the form its connector expects"),
+            false => format!(
+                "{label} must match the pattern {}, found {}",
+                pattern_source(pattern),
+                show(value)
+            ),
+        });
+    }
     if let Some(allowed) = &field.allowed
         && !allowed.contains(value)
     {
@@ -128,6 +140,23 @@ pub fn check_value(value: &Value, field: &ConfigField, label: &str) -> Result<()
         });
     }
     Ok(())
+}
+
+/// Returns a pattern as its declaration wrote it, without the anchors
+/// added when it was compiled.
+fn pattern_source(pattern: &regex::Regex) -> &str {
+    let source = pattern.as_str();
+    source
+        .strip_prefix("^(?:")
+        .and_then(|inner| inner.strip_suffix(")$"))
+        .unwrap_or(source)
+}
+
+/// Compiles a declared pattern so that it must match a whole value.
+pub fn compile_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    // Compiled alone first, so that an error shows the pattern as written.
+    regex::Regex::new(pattern)?;
+    regex::Regex::new(&format!("^(?:{pattern})$"))
 }
 
 /// Converts text (from `${…}` or `--set`) to the field's type: numbers and
@@ -214,6 +243,8 @@ mod tests {
             required: true,
             description: None,
             allowed: None,
+            pattern: None,
+            templated: false,
         }
     }
 

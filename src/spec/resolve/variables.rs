@@ -7,6 +7,8 @@
 //! - `parent.X`: X is listed in the entity's `parent.fields`;
 //! - `window.start` / `window.end`: only with `incremental.window`;
 //! - `entity.X`: only in `templates`, X a declared parameter;
+//! - `steps.S.X`: in an entity's requests and records after its step S,
+//!   X one of the step's outputs;
 //! - `now`: anywhere.
 
 use indexmap::IndexMap;
@@ -35,9 +37,13 @@ pub struct RequestScope<'a> {
     pub parent: Option<(&'a str, &'a [String])>,
     /// The template name and its declared parameters, inside `templates`.
     pub parameters: Option<(&'a str, Vec<&'a str>)>,
+    /// The steps sent before this request, each with its outputs.
+    pub steps: Vec<(&'a str, Vec<&'a str>)>,
 }
 
-const ROOTS: &[&str] = &["config", "state", "parent", "window", "entity", "now"];
+const ROOTS: &[&str] = &[
+    "config", "state", "parent", "window", "entity", "steps", "now",
+];
 
 /// Returns one message per variable of `template` that `scope` does not
 /// provide.
@@ -70,10 +76,11 @@ fn check_variable(variable: &str, scope: &Scope<'_>) -> Option<String> {
         "parent" => check_parent(first, scope),
         "window" => check_window(first, scope),
         "entity" => check_entity(first, scope),
+        "steps" => check_step(first, segments.next(), scope),
         _ => {
             let mut hint = suggest::did_you_mean(root, ROOTS.iter().copied());
             if hint.is_empty() {
-                hint = "; templates read config.*, state.cursor, parent.*, window.start, window.end, entity.* and now".to_string();
+                hint = "; templates read config.*, state.cursor, parent.*, window.start, window.end, entity.*, steps.* and now".to_string();
             }
             Some(format!("unknown template variable \"{variable}\"{hint}"))
         }
@@ -185,6 +192,37 @@ fn check_entity(field: Option<&str>, scope: &Scope<'_>) -> Option<String> {
     ))
 }
 
+fn check_step(step: Option<&str>, output: Option<&str>, scope: &Scope<'_>) -> Option<String> {
+    let (Some(step), Some(output)) = (step, output) else {
+        return Some("{{steps}} must name a step and an output: {{steps.STEP.OUTPUT}}".to_string());
+    };
+    let Some(request) = &scope.request else {
+        return Some(format!(
+            "{{{{steps.{step}.{output}}}}} is only available in entity requests"
+        ));
+    };
+    let Some((_, outputs)) = request.steps.iter().find(|(name, _)| *name == step) else {
+        let names: Vec<&str> = request.steps.iter().map(|(name, _)| *name).collect();
+        let mut hint = suggest::did_you_mean(step, names.iter().copied());
+        if hint.is_empty() {
+            hint = match names.is_empty() {
+                true => "; no step runs before this request".to_string(),
+                false => format!("; the steps before this request are: {}", names.join(", ")),
+            };
+        }
+        return Some(format!(
+            "{{{{steps.{step}.{output}}}}} reads step \"{step}\", which does not run before this request{hint}"
+        ));
+    };
+    if outputs.contains(&output) {
+        return None;
+    }
+    let hint = suggest::hint(output, outputs, "outputs of this step");
+    Some(format!(
+        "{{{{steps.{step}.{output}}}}} is not an output of step \"{step}\"{hint}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +236,8 @@ mod tests {
             required: true,
             description: None,
             allowed: None,
+            pattern: None,
+            templated: false,
         }
     }
 
@@ -219,6 +259,7 @@ mod tests {
             window: false,
             parent: None,
             parameters: None,
+            steps: Vec::new(),
         }
     }
 
@@ -267,6 +308,27 @@ mod tests {
             problems("{{entity.query}}", Some(request())),
             vec![
                 "{{entity.query}} is only available in templates, where it reads the flow's parameters"
+            ]
+        );
+    }
+
+    #[test]
+    fn step_outputs_are_checked() {
+        let mut scope = request();
+        scope.steps = vec![("job", vec!["job_id", "location"])];
+        assert!(problems("/queries/{{steps.job.job_id}}", Some(scope)).is_empty());
+
+        let mut scope = request();
+        scope.steps = vec![("job", vec!["job_id", "location"])];
+        assert_eq!(
+            problems("{{steps.job.jobid}}", Some(scope)),
+            vec!["{{steps.job.jobid}} is not an output of step \"job\"; did you mean \"job_id\"?"]
+        );
+
+        assert_eq!(
+            problems("{{steps.wait.schema}}", Some(request())),
+            vec![
+                "{{steps.wait.schema}} reads step \"wait\", which does not run before this request; no step runs before this request"
             ]
         );
     }

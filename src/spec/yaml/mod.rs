@@ -586,7 +586,7 @@ entities:
         assert_eq!(
             problems,
             vec![
-                "f.yaml:8:5: unknown field \"bogus\" in entity \"broken\"; expected one of: description, path, method, params, headers, body, graphql, records, primary_key, pagination, incremental, order, fields, parent, changes, on_status, chunk, max_pages, partial_ok, mode, parameters"
+                "f.yaml:8:5: unknown field \"bogus\" in entity \"broken\"; expected one of: description, path, method, params, headers, body, graphql, records, primary_key, pagination, incremental, order, fields, parent, changes, on_status, chunk, max_pages, partial_ok, mode, parameters, steps"
             ]
         );
         let Body::Connector(parsed) = &documents[0].body else {

@@ -4,7 +4,11 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod bigquery;
 pub mod duck;
+pub mod github;
+pub mod graphql_server;
+pub mod oauth;
 pub mod plan;
 pub mod postgres;
 
@@ -12,7 +16,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
-use ferry::engine::{FetchContext, FetchError, HttpClient, Page, Position, fetch};
+use ferry::engine::{
+    FetchContext, FetchError, HttpClient, Page, ParentPosition, ParentRow, ParentSource, Position,
+    fetch,
+};
 use ferry::spec::plan::{Entity, Flow};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -75,12 +82,41 @@ pub async fn run_with(
     client: Arc<HttpClient>,
     start: Position,
 ) -> Outcome {
-    let context = FetchContext {
-        flow: flow.clone(),
-        entity: entity.clone(),
-        client,
-        now: now(),
-    };
+    run_context(
+        FetchContext {
+            flow: flow.clone(),
+            entity: entity.clone(),
+            client,
+            now: now(),
+            parents: None,
+        },
+        start,
+    )
+    .await
+}
+
+/// Runs a whole fetch of a child entity whose parent rows come from `parents`.
+pub async fn run_children(
+    flow: &Arc<Flow>,
+    entity: &Arc<Entity>,
+    parents: Arc<dyn ParentSource>,
+    start: Position,
+) -> Outcome {
+    let client = Arc::new(HttpClient::new(flow).expect("client builds"));
+    run_context(
+        FetchContext {
+            flow: flow.clone(),
+            entity: entity.clone(),
+            client,
+            now: now(),
+            parents: Some(parents),
+        },
+        start,
+    )
+    .await
+}
+
+async fn run_context(context: FetchContext, start: Position) -> Outcome {
     let (sender, mut receiver) = mpsc::channel(4);
     let task = tokio::spawn(fetch(context, start, sender));
     let mut pages = Vec::new();
@@ -177,4 +213,66 @@ pub async fn serve_sequence(responses: Vec<ResponseTemplate>) -> MockServer {
         .mount(&server)
         .await;
     server
+}
+
+/// Parent rows held in memory, in (`synced_at`, key) order, that record
+/// every `after` position they were asked for.
+pub struct MemoryParents {
+    rows: Vec<ParentRow>,
+    pub asked: std::sync::Mutex<Vec<Option<ParentPosition>>>,
+}
+
+impl MemoryParents {
+    /// Parents with integer keys 1, 2, … and the given fields, all synced
+    /// one second apart from `now()`.
+    pub fn numbered(fields: Vec<Value>) -> MemoryParents {
+        let rows = fields
+            .into_iter()
+            .enumerate()
+            .map(|(i, fields)| {
+                let Value::Object(fields) = fields else {
+                    panic!("parent fields must be JSON objects");
+                };
+                ParentRow {
+                    synced_at: now() + chrono::Duration::seconds(i as i64),
+                    key: vec![Value::from(i as u64 + 1)],
+                    fields,
+                }
+            })
+            .collect();
+        MemoryParents {
+            rows,
+            asked: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn row(&self, index: usize) -> &ParentRow {
+        &self.rows[index]
+    }
+}
+
+#[async_trait::async_trait]
+impl ParentSource for MemoryParents {
+    async fn parents_after(
+        &self,
+        after: Option<&ParentPosition>,
+        limit: usize,
+    ) -> Result<Vec<ParentRow>, FetchError> {
+        self.asked.lock().unwrap().push(after.cloned());
+        let rows = self
+            .rows
+            .iter()
+            .filter(|row| match after {
+                None => true,
+                Some(after) => {
+                    row.synced_at > after.synced_at
+                        || (row.synced_at == after.synced_at
+                            && row.key[0].as_u64() > after.key[0].as_u64())
+                }
+            })
+            .take(limit)
+            .cloned()
+            .collect();
+        Ok(rows)
+    }
 }

@@ -97,6 +97,8 @@ pub fn entity(name: &str, path: &str) -> Entity {
         partial_ok: false,
         mode: None,
         parameters: Map::new(),
+        templated_parameters: Vec::new(),
+        steps: Vec::new(),
         fingerprint: String::new(),
     }
 }

@@ -1,0 +1,78 @@
+//! What `GET /flows` reports: per flow, its schedule and whether it runs;
+//! per entity, its last run.
+//!
+//! The board lives in memory, so after a restart an entity shows no last
+//! run until it runs again (`_ferry.runs` in the destination keeps the
+//! full history).
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::sync::RunReport;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FlowState {
+    pub running: bool,
+    pub next_run: Option<DateTime<Utc>>,
+    pub entities: BTreeMap<String, EntityState>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EntityState {
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    pub outcome: String,
+    pub records: u64,
+    pub duration_seconds: f64,
+    /// Secrets already masked.
+    pub error: Option<String>,
+}
+
+/// Flow states by name. The lock is held only to copy or update a map
+/// entry, never across an await.
+#[derive(Default)]
+pub struct StatusBoard {
+    flows: Mutex<BTreeMap<String, FlowState>>,
+}
+
+impl StatusBoard {
+    pub fn set_schedule(&self, flow: &str, next: Option<DateTime<Utc>>, running: bool) {
+        let mut flows = self.flows.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = flows.entry(flow.to_string()).or_default();
+        state.next_run = next;
+        state.running = running;
+    }
+
+    pub fn record(&self, run: &RunReport, outcome: &str) {
+        let mut flows = self.flows.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = flows.entry(run.flow.clone()).or_default();
+        state.entities.insert(
+            run.entity.clone(),
+            EntityState {
+                run_id: run.run_id.clone(),
+                started_at: run.started_at,
+                outcome: outcome.to_string(),
+                records: run.records,
+                duration_seconds: run.duration_seconds,
+                error: run
+                    .error
+                    .as_ref()
+                    .map(|error| crate::redact::redact(&error.message)),
+            },
+        );
+    }
+
+    /// Forgets flows that are no longer in the config.
+    pub fn retain(&self, names: &[String]) {
+        let mut flows = self.flows.lock().unwrap_or_else(PoisonError::into_inner);
+        flows.retain(|name, _| names.contains(name));
+    }
+
+    pub fn get(&self, flow: &str) -> FlowState {
+        let flows = self.flows.lock().unwrap_or_else(PoisonError::into_inner);
+        flows.get(flow).cloned().unwrap_or_default()
+    }
+}
