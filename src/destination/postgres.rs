@@ -15,6 +15,7 @@ mod copy;
 mod error;
 mod load;
 mod lock;
+mod rows;
 mod table;
 mod tls;
 mod types;
@@ -26,8 +27,8 @@ use tokio_postgres::{Client, Transaction};
 
 use super::columns::{DELETED_AT, SYNCED_AT, TrackedColumn, plan_columns, quote_ident};
 use super::{
-    Chunk, ColumnInfo, Destination, DestinationError, EntityTarget, RunOutcome, RunRecord,
-    RunStatus, StateRow, TableRef,
+    Chunk, ColumnInfo, Destination, DestinationError, EntityTarget, RowQuery, RunOutcome,
+    RunRecord, RunStatus, StateRow, StoredRow, TableRef,
 };
 use crate::engine::Record;
 use crate::redact::{redact, register};
@@ -134,6 +135,7 @@ impl PostgresDestination {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
     Begin,
+    LockTable,
     CheckNames,
     CheckKeys,
     ReadCatalog,
@@ -158,6 +160,7 @@ impl Step {
     fn as_str(self) -> &'static str {
         match self {
             Step::Begin => "begin transaction",
+            Step::LockTable => "wait for the table's other writes",
             Step::CheckNames => "check table names",
             Step::CheckKeys => "check primary keys",
             Step::ReadCatalog => "read catalog",
@@ -341,6 +344,66 @@ impl Destination for PostgresDestination {
         let result = column_infos(client, table).await;
         result.map_err(|error| self.state_error(&format!("reading the columns of {table}"), &error))
     }
+
+    async fn read_rows(&mut self, query: &RowQuery) -> Result<Vec<StoredRow>, DestinationError> {
+        let shown = self.settings.shown.clone();
+        let client = self.client().await?;
+        read_rows(client, query).await.map_err(|message| {
+            DestinationError::State(redact(&format!(
+                "{shown}: reading the rows of {} failed: {message}",
+                query.table
+            )))
+        })
+    }
+}
+
+/// Reads rows in a read-only transaction whose settings make `to_json`
+/// spell timestamps in UTC and doubles by their shortest exact digits.
+async fn read_rows(client: &mut Client, query: &RowQuery) -> Result<Vec<StoredRow>, String> {
+    let transaction = client
+        .build_transaction()
+        .read_only(true)
+        .start()
+        .await
+        .map_err(|error| describe(&error))?;
+    let settings = "SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 1";
+    transaction
+        .batch_execute(settings)
+        .await
+        .map_err(|error| describe(&error))?;
+    let rows = rows::read_rows(&transaction, query).await?;
+    transaction
+        .commit()
+        .await
+        .map_err(|error| describe(&error))?;
+    Ok(rows)
+}
+
+/// Connects to the database `url` names and runs `SELECT 1`, without
+/// creating anything: a readiness check with the destination's TLS
+/// settings.
+pub async fn ping(url: &str) -> Result<(), DestinationError> {
+    let settings = Settings::from_url(url)?;
+    let client = settings.connect().await?;
+    client.simple_query("SELECT 1").await.map_err(|error| {
+        DestinationError::Connect(redact(&format!(
+            "{}: SELECT 1 failed: {}",
+            settings.shown,
+            describe(&error)
+        )))
+    })?;
+    Ok(())
+}
+
+/// Waits for the table's other write transactions (see
+/// `lock::table_lock_params`); the lock ends with the transaction.
+async fn lock_table(transaction: &Transaction<'_>, table: &TableRef) -> StepResult<()> {
+    let (class, key) = lock::table_lock_params(table);
+    transaction
+        .execute(lock::TRANSACTION_LOCK_SQL, &[&class, &key])
+        .await
+        .step(Step::LockTable)?;
+    Ok(())
 }
 
 async fn begin_run(client: &mut Client, target: &EntityTarget, run: &RunRecord) -> StepResult<()> {
@@ -368,9 +431,12 @@ async fn write_chunk(
     run_id: &str,
     chunk: &mut Chunk,
 ) -> StepResult<()> {
-    let now = Utc::now();
     let started = std::time::Instant::now();
     let transaction = client.transaction().await.step(Step::Begin)?;
+    lock_table(&transaction, &write_table(target)).await?;
+    // Taken once the table's earlier writes committed, so sync times
+    // grow in commit order.
+    let now = Utc::now();
     if !chunk.records.is_empty() || !chunk.deletions.is_empty() {
         write_rows(&transaction, target, chunk, now).await?;
     }
@@ -519,9 +585,12 @@ async fn finish_run(
     run_id: &str,
     outcome: &RunOutcome,
 ) -> StepResult<()> {
-    let now = Utc::now();
     let transaction = client.transaction().await.step(Step::Begin)?;
     let succeeded = outcome.status == RunStatus::Succeeded;
+    if succeeded && (target.full_refresh || outcome.mark_unseen_before.is_some()) {
+        lock_table(&transaction, &target.table).await?;
+    }
+    let now = Utc::now();
     if succeeded && target.full_refresh {
         swap_staging(&transaction, &target.table).await?;
     }

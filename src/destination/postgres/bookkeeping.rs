@@ -66,7 +66,7 @@ pub async fn create_schema(
     let transaction = client.transaction().await?;
     let (class, key) = lock::schema_lock_params("_ferry");
     transaction
-        .execute(lock::SCHEMA_LOCK_SQL, &[&class, &key])
+        .execute(lock::TRANSACTION_LOCK_SQL, &[&class, &key])
         .await?;
     if !schema_exists(&transaction).await? {
         transaction.batch_execute(CREATE_SCHEMA).await?;

@@ -1,24 +1,26 @@
 //! Advisory locks: one per flow entity for the length of a run, so two
-//! processes never sync the same entity of one database at once, and one
-//! per schema while it is created.
+//! processes never sync the same entity of one database at once; one per
+//! schema while it is created; one per table for each write transaction.
 //!
 //! Run locks are session locks (`pg_try_advisory_lock(bigint)`) held on a
 //! session that does nothing else. A run's write session may then be
 //! replaced after a lost connection without giving up the lock, and a
 //! process that dies ends the session, which frees the lock.
-//! Schema locks use the two-key form (`pg_advisory_xact_lock(int, int)`),
-//! whose key space PostgreSQL keeps apart from the one-key form.
+//! Schema and table locks use the two-key form
+//! (`pg_advisory_xact_lock(int, int)`), whose key space PostgreSQL keeps
+//! apart from the one-key form, and end with their transaction.
 
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
 use super::connect::Settings;
 use super::error::describe;
-use crate::destination::DestinationError;
+use crate::destination::{DestinationError, TableRef};
 
-/// First key of ferry's two-key advisory locks ("ferr" in ASCII), so they
-/// stay clear of other applications' locks in the same database.
-const LOCK_CLASS: i32 = 0x6665_7272;
+/// First keys of ferry's two-key advisory locks ("fers" and "fert" in
+/// ASCII), so they stay clear of other applications' locks.
+const SCHEMA_LOCK_CLASS: i32 = 0x6665_7273;
+const TABLE_LOCK_CLASS: i32 = 0x6665_7274;
 
 /// Returns the advisory lock key of a flow entity: the first 8 bytes of
 /// SHA-256 over both names, stable across versions and processes.
@@ -29,21 +31,33 @@ pub fn run_lock_key(flow: &str, entity: &str) -> i64 {
     i64::from_be_bytes(bytes)
 }
 
-/// Returns the second key of the transaction lock taken while `schema` is
-/// created.
-pub fn schema_lock_key(schema: &str) -> i32 {
-    let digest = Sha256::digest(format!("ferry schema\0{schema}").as_bytes());
+/// Returns the first 4 bytes of SHA-256 over `text` as a lock key.
+fn short_key(text: &str) -> i32 {
+    let digest = Sha256::digest(text.as_bytes());
     let mut bytes = [0u8; 4];
     bytes.copy_from_slice(&digest[..4]);
     i32::from_be_bytes(bytes)
 }
 
-/// The statement that waits for another transaction creating the same
-/// schema; its parameters are [`LOCK_CLASS`] and [`schema_lock_key`].
-pub const SCHEMA_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1, $2)";
+/// The statement that waits for another transaction holding the same
+/// two-key lock, which [`schema_lock_params`] or [`table_lock_params`]
+/// give.
+pub const TRANSACTION_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1, $2)";
 
+/// Returns the keys of the lock taken while `schema` is created.
 pub fn schema_lock_params(schema: &str) -> (i32, i32) {
-    (LOCK_CLASS, schema_lock_key(schema))
+    (
+        SCHEMA_LOCK_CLASS,
+        short_key(&format!("ferry schema\0{schema}")),
+    )
+}
+
+/// Returns the keys of the lock every write transaction on `table` takes
+/// first, so writes to one table (a run's chunks and a webhook's rows)
+/// commit one after another, in the order of their `_ferry_synced_at`.
+pub fn table_lock_params(table: &TableRef) -> (i32, i32) {
+    let text = format!("ferry table\0{}\0{}", table.schema, table.table);
+    (TABLE_LOCK_CLASS, short_key(&text))
 }
 
 /// A session holding run locks.

@@ -208,7 +208,7 @@ async fn create_schema(client: &impl GenericClient, schema: &str) -> StepResult<
     }
     let (class, key) = lock::schema_lock_params(schema);
     client
-        .execute(lock::SCHEMA_LOCK_SQL, &[&class, &key])
+        .execute(lock::TRANSACTION_LOCK_SQL, &[&class, &key])
         .await
         .step(Step::CreateSchema)?;
     // A statement after the lock reads the schemas committed while it waited.
