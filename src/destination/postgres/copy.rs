@@ -227,30 +227,22 @@ fn postgres_days(date: &NaiveDate) -> i32 {
 /// A false alarm (such text inside a string) only costs a repair pass
 /// that changes nothing.
 fn needs_repair(json: &[u8]) -> bool {
-    let has_nul_escape = json.windows(6).any(|window| window == b"\\u0000");
-    has_nul_escape || has_long_exponent(json)
+    memchr::memmem::find(json, b"\\u0000").is_some() || has_long_exponent(json)
 }
 
 fn has_long_exponent(json: &[u8]) -> bool {
-    let mut index = 1;
-    while index < json.len() {
-        let marker = json[index] == b'e' || json[index] == b'E';
-        if marker && json[index - 1].is_ascii_digit() {
-            let mut digit = index + 1;
-            if digit < json.len() && (json[digit] == b'+' || json[digit] == b'-') {
-                digit += 1;
-            }
-            let digits = json[digit..]
-                .iter()
-                .take_while(|byte| byte.is_ascii_digit())
-                .count();
-            if digits >= 5 {
-                return true;
-            }
+    memchr::memchr2_iter(b'e', b'E', json).any(|index| {
+        let after_digit = index > 0 && json[index - 1].is_ascii_digit();
+        let mut digit = index + 1;
+        if digit < json.len() && (json[digit] == b'+' || json[digit] == b'-') {
+            digit += 1;
         }
-        index += 1;
-    }
-    false
+        let digits = json[digit..]
+            .iter()
+            .take_while(|byte| byte.is_ascii_digit())
+            .count();
+        after_digit && digits >= 5
+    })
 }
 
 /// Replaces U+0000 in strings and keys, and numbers beyond `numeric`,
