@@ -170,19 +170,12 @@ async fn reachable(url: &DestinationUrl) -> Result<(), String> {
             }
         }
         DestinationUrl::Postgres { url } => {
+            // The destination's own connection code, so the URL's TLS
+            // settings (sslmode, sslrootcert) apply here too.
             let check = async {
-                let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                crate::destination::postgres::ping(url)
                     .await
-                    .map_err(|error| crate::redact::redact(&error.to_string()))?;
-                let driver = tokio::spawn(connection);
-                let result = client
-                    .simple_query("SELECT 1")
-                    .await
-                    .map(|_| ())
-                    .map_err(|error| crate::redact::redact(&error.to_string()));
-                drop(client);
-                driver.abort();
-                result
+                    .map_err(|error| error.to_string())
             };
             tokio::time::timeout(Duration::from_secs(5), check)
                 .await

@@ -32,7 +32,7 @@ use serde_json::Value;
 pub use cell::{CellError, cell_text, json_type_name};
 pub use names::{DELETED_AT, NamingRules, SYNCED_AT, assign_column_names, quote_ident};
 pub use number::{ExactNumber, IntegerWidth};
-pub use time::{date_text, timestamp_text};
+pub use time::{date_text, parse_date, parse_timestamp, timestamp_text};
 pub use types::{ColumnKind, ColumnType, NumericLimits, Observation, initial_type, observe, widen};
 
 use super::TableRef;

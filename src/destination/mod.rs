@@ -20,6 +20,7 @@
 
 pub mod columns;
 pub mod duckdb;
+pub mod postgres;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -277,9 +278,8 @@ pub trait Destination: Send {
 pub async fn open(url: &DestinationUrl) -> Result<Box<dyn Destination>, DestinationError> {
     match url {
         DestinationUrl::DuckDb { path } => Ok(Box::new(duckdb::DuckDbDestination::open(path)?)),
-        DestinationUrl::Postgres { .. } => Err(DestinationError::Connect(format!(
-            "{}: the PostgreSQL destination is not available in this build",
-            url.display()
-        ))),
+        DestinationUrl::Postgres { url } => {
+            Ok(Box::new(postgres::PostgresDestination::open(url).await?))
+        }
     }
 }

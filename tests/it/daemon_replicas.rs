@@ -3,16 +3,12 @@
 //! destination's advisory lock), and killing a replica mid-run leaves the
 //! other to finish the table.
 //!
-//! NOTE: not run yet, because it needs the PostgreSQL destination (its
-//! advisory locks) and a server named by `FERRY_TEST_POSTGRES_URL`.
+//! It runs in a database of its own on the server named by
+//! `FERRY_TEST_POSTGRES_URL`, and returns early without one.
 
 use std::time::Duration;
 
 use crate::daemon_support::{Daemon, ShopApi, customers, shop_connector, write};
-
-fn postgres_url() -> String {
-    std::env::var("FERRY_TEST_POSTGRES_URL").expect("FERRY_TEST_POSTGRES_URL names a test server")
-}
 
 fn rows(url: &str, sql: &str) -> Vec<tokio_postgres::Row> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -29,9 +25,13 @@ fn rows(url: &str, sql: &str) -> Vec<tokio_postgres::Row> {
 }
 
 #[test]
-#[ignore = "needs the PostgreSQL destination and FERRY_TEST_POSTGRES_URL"]
 fn replicas_share_entities_and_survive_a_kill() {
-    let url = postgres_url();
+    // The runtime keeps the test database's session alive for the test.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(database) = runtime.block_on(crate::support::postgres::TestDatabase::create()) else {
+        return;
+    };
+    let url = database.url();
     let schema = format!("replicas_{}", std::process::id());
     let api = ShopApi::start(customers(8), 2, Duration::from_millis(400));
     let folder = tempfile::tempdir().unwrap();

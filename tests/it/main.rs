@@ -23,6 +23,7 @@ mod localstripe;
 mod measure_children;
 mod oauth;
 mod pagination;
+mod postgres;
 mod posthog;
 mod records;
 mod scheduler;

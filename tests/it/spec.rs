@@ -762,6 +762,29 @@ fn same_table_with_postgres_hides_password() {
 }
 
 #[test]
+fn long_postgres_schema_is_an_error() {
+    let schema = "s".repeat(64);
+    let flow = flow_with(
+        "destination: duckdb://./gh.duckdb",
+        &format!("destination: ${{DATABASE_URL}}\nschema: {schema}"),
+    );
+    let folder = Folder::new(&[("github.yaml", GITHUB), ("a.yaml", &flow)]);
+    assert_eq!(
+        folder.errors(),
+        vec![format!(
+            "a.yaml:9:9: schema \"{schema}\" is 64 bytes long, and PostgreSQL keeps 63 bytes of a name; choose a shorter schema"
+        )]
+    );
+
+    let duckdb = flow_with(
+        "destination: duckdb://./gh.duckdb",
+        &format!("destination: duckdb://./gh.duckdb\nschema: {schema}"),
+    );
+    let folder = Folder::new(&[("github.yaml", GITHUB), ("a.yaml", &duckdb)]);
+    folder.loaded();
+}
+
+#[test]
 fn different_schemas_do_not_conflict() {
     let second = flow_with("name: issues", "name: issues_again\nschema: github_copy");
     let folder = Folder::new(&[

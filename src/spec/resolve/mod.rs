@@ -63,6 +63,7 @@ pub fn resolve_documents(
     };
     let flows = resolve_flows(documents, &context, problems);
     tables::check_tables(&flows, problems);
+    tables::check_postgres_names(&flows, problems);
     let flows = flows
         .into_iter()
         .map(|(flow, _)| (flow.name.clone(), flow))

@@ -1,5 +1,6 @@
 //! Two flows writing the same table of the same database would overwrite
-//! each other's rows and state: that is a load error.
+//! each other's rows and state: that is a load error. So is a PostgreSQL
+//! schema or table name that PostgreSQL would cut.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,7 +8,43 @@ use std::sync::Arc;
 use super::compile::Problems;
 use super::destination::{self, Database};
 use super::site::Site;
-use crate::spec::plan::Flow;
+use crate::spec::plan::{DestinationUrl, Flow};
+
+/// PostgreSQL keeps this many bytes of a name (NAMEDATALEN - 1) and cuts
+/// the rest, so two long names could end up the same table.
+const POSTGRES_NAME_BYTES: usize = 63;
+
+/// Reports schemas and entity tables of PostgreSQL flows whose names are
+/// longer than PostgreSQL keeps.
+pub fn check_postgres_names(flows: &[(Arc<Flow>, Site)], problems: &mut Problems) {
+    for (flow, site) in flows {
+        if !matches!(flow.destination, DestinationUrl::Postgres { .. }) {
+            continue;
+        }
+        if flow.schema.len() > POSTGRES_NAME_BYTES {
+            problems.push(site.value(
+                &["schema"],
+                format!(
+                    "schema \"{}\" is {} bytes long, and PostgreSQL keeps {POSTGRES_NAME_BYTES} bytes of a name; choose a shorter schema",
+                    flow.schema,
+                    flow.schema.len()
+                ),
+            ));
+        }
+        for entity in &flow.entities {
+            if entity.name.len() > POSTGRES_NAME_BYTES {
+                problems.push(site.key(
+                    &["entities"],
+                    format!(
+                        "entity \"{}\" is {} bytes long, and PostgreSQL keeps {POSTGRES_NAME_BYTES} bytes of a table name; give the entity a shorter name",
+                        entity.name,
+                        entity.name.len()
+                    ),
+                ));
+            }
+        }
+    }
+}
 
 /// Reports each pair of flows that share tables, at the later flow.
 pub fn check_tables(flows: &[(Arc<Flow>, Site)], problems: &mut Problems) {

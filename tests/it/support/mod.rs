@@ -10,6 +10,7 @@ pub mod github;
 pub mod graphql_server;
 pub mod oauth;
 pub mod plan;
+pub mod postgres;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
