@@ -772,7 +772,7 @@ fn long_postgres_schema_is_an_error() {
     assert_eq!(
         folder.errors(),
         vec![format!(
-            "a.yaml:9:9: schema \"{schema}\" is 64 bytes long, and PostgreSQL keeps 63 bytes of a name; choose a shorter schema"
+            "a.yaml:10:9: schema \"{schema}\" is 64 bytes long, and PostgreSQL keeps 63 bytes of a name; choose a shorter schema"
         )]
     );
 
