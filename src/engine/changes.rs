@@ -177,9 +177,15 @@ impl ChangeMapper {
                 continue;
             };
             let position = format!("change {index} of feed page {}", self.pages);
+            // `primary_key` lists API field names, so the key is read
+            // before the field rules rename it.
+            let key = self
+                .seen
+                .is_some()
+                .then(|| key_text(&object, &self.primary_key));
             let record = self.extractor.shape(object, &position)?;
-            if let Some(seen) = &mut self.seen
-                && !seen.insert(key_text(&record, &self.primary_key))
+            if let (Some(seen), Some(key)) = (&mut self.seen, key)
+                && !seen.insert(key)
             {
                 continue;
             }
@@ -217,7 +223,9 @@ impl ChangeMapper {
     }
 }
 
-/// Returns the primary key of a shaped record as text, for the seen-set.
+/// Returns the primary key of a changed object as it came from the API
+/// (the whole object for an append-only entity) as text, for the set of
+/// keys already written.
 fn key_text(record: &Record, primary_key: &[String]) -> String {
     let mut key = Map::new();
     for field in primary_key {

@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod bigquery;
+mod changes;
 mod children;
 mod cli;
 mod close;
