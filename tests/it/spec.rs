@@ -1301,6 +1301,22 @@ fn body_parameter_needs_a_body() {
 }
 
 #[test]
+fn change_feed_params_need_query_or_header() {
+    let text = github_with(
+        "      param: since\n  comments:",
+        "      param: since\n    changes:\n      path: /events\n      records: \"$[*]\"\n      object: \"$.issue\"\n      cursor_field: created_at\n      param: { in: body, name: since }\n      pagination: { type: cursor, cursor: \"$[-1:].id\", param: { in: variables, name: after } }\n  comments:",
+    );
+    let folder = Folder::new(&[("github.yaml", &text), ("flow.yaml", FLOW)]);
+    assert_eq!(
+        folder.errors(),
+        vec![
+            "github.yaml:25:14: entities.issues.changes.param is placed in the body, but a change feed request is a GET without a body; use in: query or in: header",
+            "github.yaml:26:63: entities.issues.changes.pagination.param is placed in the variables, but a change feed request is a REST GET without variables; use in: query or in: header",
+        ]
+    );
+}
+
+#[test]
 fn webhook_route_entity_is_checked() {
     let text = SHOP.replacen("entity: orders }", "entity: ordrs }", 1);
     let folder = Folder::new(&[("shop.yaml", &text)]);

@@ -740,6 +740,7 @@ fn change_feed(
         &["changes", "pagination"],
         problems,
     );
+    check_feed_params(raw, site, problems);
     if raw.cursor_field.trim().is_empty() {
         return None;
     }
@@ -822,6 +823,28 @@ fn max_pages(raw: &RawEntity, site: &EntitySite, problems: &mut Problems) -> Opt
         }
         Some(pages) => Some(pages),
         None => Some(DEFAULT_MAX_PAGES),
+    }
+}
+
+/// Reports change feed parameters placed in the body or the variables,
+/// because the feed is a REST GET without either.
+fn check_feed_params(raw: &RawChanges, site: &EntitySite, problems: &mut Problems) {
+    for (relative, param) in pagination::feed_params(raw) {
+        let relative: Vec<&str> = relative.iter().map(String::as_str).collect();
+        let problem = match param.location {
+            ParamLocation::Query | ParamLocation::Header => continue,
+            ParamLocation::Body => "in the body, but a change feed request is a GET without a body",
+            ParamLocation::Variables => {
+                "in the variables, but a change feed request is a REST GET without variables"
+            }
+        };
+        problems.push(site.value(
+            &relative,
+            format!(
+                "{} is placed {problem}; use in: query or in: header",
+                site.dotted(&relative)
+            ),
+        ));
     }
 }
 

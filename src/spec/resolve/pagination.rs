@@ -3,7 +3,7 @@
 use super::compile::{self, Problems, extend};
 use super::site::EntitySite;
 use crate::spec::plan::{Pagination, Param, ParamLocation};
-use crate::spec::raw::{RawEntity, RawPagination, RawParam};
+use crate::spec::raw::{RawChanges, RawEntity, RawPagination, RawParam};
 
 const DEFAULT_RELAY_VARIABLE: &str = "after";
 
@@ -203,34 +203,12 @@ pub fn bare_location(is_graphql: bool) -> ParamLocation {
 /// Lists every request parameter that an entity's pagination, incremental
 /// and window settings place, with the path of each setting.
 pub fn placed_params(raw: &RawEntity) -> Vec<(Vec<String>, Param)> {
-    let mut found = Vec::new();
     let bare = bare_location(raw.graphql.is_some());
+    let mut found = pagination_params(raw.pagination.as_ref(), "pagination", bare);
     let mut add = |path: &[&str], param: &RawParam| {
         let path = path.iter().map(|segment| segment.to_string()).collect();
         found.push((path, param_of(param, bare)));
     };
-    match &raw.pagination {
-        Some(RawPagination::Cursor { param, .. }) => add(&["pagination", "param"], param),
-        Some(RawPagination::Offset {
-            offset_param,
-            limit_param,
-            ..
-        }) => {
-            add(&["pagination", "offset_param"], offset_param);
-            add(&["pagination", "limit_param"], limit_param);
-        }
-        Some(RawPagination::PageNumber {
-            param,
-            page_size_param,
-            ..
-        }) => {
-            add(&["pagination", "param"], param);
-            if let Some(size) = page_size_param {
-                add(&["pagination", "page_size_param"], size);
-            }
-        }
-        _ => {}
-    }
     if let Some(incremental) = &raw.incremental {
         if let Some(param) = &incremental.param {
             add(&["incremental", "param"], param);
@@ -243,6 +221,57 @@ pub fn placed_params(raw: &RawEntity) -> Vec<(Vec<String>, Param)> {
                 add(&["incremental", "window", "end_param"], param);
             }
         }
+    }
+    found
+}
+
+/// Lists every request parameter that a change feed's `param` and
+/// pagination place, with the path of each setting. A bare name is a
+/// query parameter, because the feed is a REST request.
+pub fn feed_params(raw: &RawChanges) -> Vec<(Vec<String>, Param)> {
+    let bare = ParamLocation::Query;
+    let mut found = pagination_params(raw.pagination.as_ref(), "changes.pagination", bare);
+    if let Some(param) = &raw.param {
+        let path = vec!["changes".to_string(), "param".to_string()];
+        found.insert(0, (path, param_of(param, bare)));
+    }
+    found
+}
+
+/// Lists the parameters that the pagination settings at `section` (a
+/// dotted path) place.
+fn pagination_params(
+    raw: Option<&RawPagination>,
+    section: &str,
+    bare: ParamLocation,
+) -> Vec<(Vec<String>, Param)> {
+    let mut found = Vec::new();
+    let mut add = |field: &str, param: &RawParam| {
+        let mut path: Vec<String> = section.split('.').map(str::to_string).collect();
+        path.push(field.to_string());
+        found.push((path, param_of(param, bare)));
+    };
+    match raw {
+        Some(RawPagination::Cursor { param, .. }) => add("param", param),
+        Some(RawPagination::Offset {
+            offset_param,
+            limit_param,
+            ..
+        }) => {
+            add("offset_param", offset_param);
+            add("limit_param", limit_param);
+        }
+        Some(RawPagination::PageNumber {
+            param,
+            page_size_param,
+            ..
+        }) => {
+            add("param", param);
+            if let Some(size) = page_size_param {
+                add("page_size_param", size);
+            }
+        }
+        _ => {}
     }
     found
 }
