@@ -602,3 +602,78 @@ entities:
         ]
     );
 }
+
+/// A parent that renames and drops fields, through the YAML loader and a
+/// DuckDB file: `parent.fields` names the parent's stored columns.
+#[tokio::test]
+async fn parent_fields_read_renamed_columns() {
+    let server = serve(vec![
+        (
+            "/issues",
+            json_response(json!([
+                {"id": 101, "number": 1, "slug": "first"},
+                {"id": 102, "number": 2, "slug": "second"}
+            ])),
+        ),
+        (
+            "/issues/1/comments?issue=101",
+            json_response(json!([{"id": 11}])),
+        ),
+        (
+            "/issues/2/comments?issue=102",
+            json_response(json!([{"id": 21}])),
+        ),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // The API's `slug` is dropped, and the column "slug" contains `id`.
+    let connector = r#"kind: Connector
+name: tracker
+config: { base_url: { type: string } }
+http: { base_url: "{{config.base_url}}" }
+entities:
+  issues:
+    path: /issues
+    records: "$[*]"
+    primary_key: [id]
+    fields: { exclude: [slug], rename: { number: issue_number, id: slug } }
+  comments:
+    parent: { entity: issues, fields: [issue_number, slug] }
+    path: "/issues/{{parent.issue_number}}/comments"
+    params: { issue: "{{parent.slug}}" }
+    records: "$[*]"
+    primary_key: [id]
+"#;
+    std::fs::write(dir.path().join("tracker.yaml"), connector).unwrap();
+    let db = dir.path().join("test.duckdb");
+    let flow = format!(
+        "kind: Flow\nname: tracker\nsource:\n  connector: tracker\n  config: {{ base_url: \"{}\" }}\ndestination: \"duckdb://{}\"\n",
+        server.uri(),
+        db.display()
+    );
+    std::fs::write(dir.path().join("flow.yaml"), flow).unwrap();
+    let loaded = match ferry::spec::load_with_env(dir.path(), &|_| None) {
+        Ok(loaded) => loaded,
+        Err(problems) => panic!("config does not load: {problems:?}"),
+    };
+    let flow = loaded.catalog.flows["tracker"].clone();
+
+    let report = ferry::sync::run_flow(flow, &[], &ferry::sync::RunOptions::default()).await;
+
+    for run in &report.runs {
+        assert_eq!(run.outcome, ferry::sync::Outcome::Succeeded, "{run:?}");
+    }
+    assert_eq!(
+        requests(&server).await,
+        vec![
+            "GET /issues",
+            "GET /issues/1/comments?issue=101",
+            "GET /issues/2/comments?issue=102"
+        ]
+    );
+    let rows = crate::support::duck::query(
+        &db,
+        "select id, issues_issue_number, issues_slug from tracker.comments order by id",
+    );
+    assert_eq!(rows, vec![vec!["11", "1", "101"], vec!["21", "2", "102"]]);
+}

@@ -206,6 +206,88 @@ fn excluded_parent_field_is_rejected() {
     );
 }
 
+/// Returns `API` with the invoices' `fields` set to `fields` and the
+/// `invoice_lines` child listing `listed` as its parent fields.
+fn api_with_parent_fields(fields: &str, listed: &str) -> String {
+    let text = api_with(
+        "    path: /v1/invoices\n",
+        &format!("    path: /v1/invoices\n    fields: {fields}\n"),
+    );
+    text.replacen(
+        "parent: { entity: invoices, fields: [id], embedded",
+        &format!("parent: {{ entity: invoices, fields: {listed}, embedded"),
+        1,
+    )
+}
+
+#[test]
+fn parent_field_names_its_stored_column() {
+    let text = api_with_parent_fields("{ rename: { number: invoice_number } }", "[id, number]");
+    assert_eq!(
+        errors(&[("api.yaml", &text)]),
+        vec![
+            "api.yaml:21:46: parent field \"number\" is stored as \"invoice_number\" in the table of \"invoices\" (fields.rename); list \"invoice_number\" and read it as {{parent.invoice_number}}"
+        ]
+    );
+
+    let text = api_with_parent_fields(
+        "{ rename: { number: invoice_number } }",
+        "[id, invoice_number]",
+    );
+    let loaded = loaded(&[("api.yaml", &text)]);
+    let lines = &loaded.catalog.connectors["api"].entities["invoice_lines"];
+    let parent = lines.parent.as_ref().unwrap();
+    assert_eq!(parent.fields, vec!["id", "invoice_number"]);
+}
+
+#[test]
+fn parent_field_renamed_onto_excluded_name() {
+    // The API's `number` is dropped, and the column "number" contains `code`.
+    let text = api_with_parent_fields(
+        "{ exclude: [number], rename: { code: number } }",
+        "[id, number]",
+    );
+    let loaded = loaded(&[("api.yaml", &text)]);
+    let lines = &loaded.catalog.connectors["api"].entities["invoice_lines"];
+    let parent = lines.parent.as_ref().unwrap();
+    assert_eq!(parent.fields, vec!["id", "number"]);
+}
+
+#[test]
+fn parent_field_from_names_loads() {
+    // `fields.names` renames `custom.cf_1` to `custom.<name>` at run time.
+    let text = api_with_parent_fields(
+        "{ include: [id, custom.cf_1], names: { from: issues, id: id, name: name, prefix: custom. } }",
+        "[id, custom.Industry]",
+    );
+    let loaded = loaded(&[("api.yaml", &text)]);
+    let lines = &loaded.catalog.connectors["api"].entities["invoice_lines"];
+    let parent = lines.parent.as_ref().unwrap();
+    assert_eq!(parent.fields, vec!["id", "custom.Industry"]);
+}
+
+#[test]
+fn parent_field_left_out_is_rejected() {
+    let text = api_with_parent_fields(
+        "{ exclude: [secret], rename: { secret: code } }",
+        "[id, code]",
+    );
+    assert_eq!(
+        errors(&[("api.yaml", &text)]),
+        vec![
+            "api.yaml:21:46: parent field \"code\" (renamed from \"secret\") is excluded from the table of \"invoices\" (fields.exclude), so \"invoice_lines\" cannot read it"
+        ]
+    );
+
+    let text = api_with_parent_fields("{ include: [id, total] }", "[id, number]");
+    assert_eq!(
+        errors(&[("api.yaml", &text)]),
+        vec![
+            "api.yaml:21:46: parent field \"number\" is not in the fields.include list of \"invoices\", so \"invoice_lines\" cannot read it; add \"number\" to that list"
+        ]
+    );
+}
+
 #[test]
 fn child_cannot_use_windows() {
     let text = api_with(

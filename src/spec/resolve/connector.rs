@@ -17,7 +17,7 @@ use crate::spec::plan::{
     AuthPlan, ConfigField, ConfigType, Connector, EntityTemplate, HttpMethod, HttpPlan, Origin,
     RateLimit, RequestPlan, RetryPolicy,
 };
-use crate::spec::raw::{RawAuth, RawCheck, RawConfigField, RawConnector, RawHttp};
+use crate::spec::raw::{RawAuth, RawCheck, RawConfigField, RawConnector, RawFields, RawHttp};
 
 const DEFAULT_TIMEOUT_SECONDS: f64 = 30.0;
 
@@ -557,24 +557,103 @@ fn check_parent_tables(raw: &RawConnector, site: &Site, problems: &mut Problems)
                 ),
             ));
         }
-        let excluded = parent
-            .fields
-            .as_ref()
-            .map(|fields| fields.exclude.as_slice())
-            .unwrap_or_default();
+        let no_rules = RawFields::default();
+        let rules = parent.fields.as_ref().unwrap_or(&no_rules);
         for (i, field) in link.fields.iter().enumerate() {
-            if excluded.contains(field) {
+            if let Some(reason) = missing_parent_column(rules, field) {
                 let index = i.to_string();
                 problems.push(site.value(
                     &[section, child, "parent", "fields", &index],
-                    format!(
-                        "parent field \"{field}\" is excluded from the table of \"{}\" (fields.exclude), \
-                         so \"{child}\" cannot read it",
-                        link.entity
-                    ),
+                    missing_column_message(&reason, field, &link.entity, child),
                 ));
             }
         }
+    }
+}
+
+/// Explains why the table of `parent` has no column `field` for `child`.
+fn missing_column_message(
+    reason: &MissingColumn<'_>,
+    field: &str,
+    parent: &str,
+    child: &str,
+) -> String {
+    match *reason {
+        MissingColumn::RenamedAway(stored) => format!(
+            "parent field \"{field}\" is stored as \"{stored}\" in the table of \"{parent}\" (fields.rename); \
+             list \"{stored}\" and read it as {{{{parent.{stored}}}}}"
+        ),
+        MissingColumn::Excluded(source) => format!(
+            "parent field \"{field}\"{} is excluded from the table of \"{parent}\" (fields.exclude), \
+             so \"{child}\" cannot read it",
+            renamed_from(field, source)
+        ),
+        MissingColumn::NotIncluded(source) => format!(
+            "parent field \"{field}\"{} is not in the fields.include list of \"{parent}\", \
+             so \"{child}\" cannot read it; add \"{source}\" to that list",
+            renamed_from(field, source)
+        ),
+    }
+}
+
+/// Why a parent's table has no column for a field a child lists.
+enum MissingColumn<'a> {
+    /// `fields.rename` stores the API field of that name under this name.
+    RenamedAway(&'a str),
+    /// `fields.exclude` removes this API field, the column's only source.
+    Excluded(&'a str),
+    /// `fields.include` leaves out this API field, the column's only source.
+    NotIncluded(&'a str),
+}
+
+/// Checks `column`, a stored (renamed) field name, against the parent's
+/// field rules, which name API fields. Returns `None` when the rules keep
+/// the API field stored under that name.
+fn missing_parent_column<'a>(rules: &'a RawFields, column: &'a str) -> Option<MissingColumn<'a>> {
+    let excluded = |field: &str| rules.exclude.iter().any(|excluded| excluded == field);
+    let included = |field: &str| {
+        rules.include.is_empty() || rules.include.iter().any(|included| included == field)
+    };
+
+    // A column that a rename targets contains that field. Otherwise it is
+    // the API field of its own name, unless a rename moves that field.
+    let renamed_onto = rules
+        .rename
+        .iter()
+        .find(|(_, target)| target.as_str() == column)
+        .map(|(source, _)| source.as_str());
+    let source = match (renamed_onto, rules.rename.get(column)) {
+        (Some(source), _) => source,
+        (None, Some(stored)) if included(column) && !excluded(column) => {
+            return Some(MissingColumn::RenamedAway(stored));
+        }
+        (None, _) => column,
+    };
+    // `fields.names` may store a field of another API name under this
+    // name, and that name is known only at run time.
+    let renamed_at_run_time = rules
+        .names
+        .as_ref()
+        .is_some_and(|names| column.starts_with(&names.prefix));
+    if source == column && renamed_at_run_time {
+        return None;
+    }
+
+    if excluded(source) {
+        Some(MissingColumn::Excluded(source))
+    } else if !included(source) {
+        Some(MissingColumn::NotIncluded(source))
+    } else {
+        None
+    }
+}
+
+/// Returns ` (renamed from "SOURCE")` when the column has another API name.
+fn renamed_from(column: &str, source: &str) -> String {
+    if column == source {
+        String::new()
+    } else {
+        format!(" (renamed from \"{source}\")")
     }
 }
 
