@@ -272,7 +272,8 @@ pub struct RawEntity {
     /// errors are logged and counted instead of failing the page.
     #[serde(default)]
     pub partial_ok: bool,
-    /// `full_refresh` replaces the table on each run; the flow's `mode` wins when set.
+    /// `full_refresh` replaces the table on each run. A flow's `mode: full_refresh`
+    /// overrides this, and a flow's `mode: incremental` does not.
     pub mode: Option<SyncMode>,
     /// Only in `templates`: the parameters a flow passes, read as `{{entity.<name>}}`,
     /// with the same form as connector config keys.
@@ -692,6 +693,8 @@ pub struct RawFlow {
     pub every: Option<String>,
     /// IANA name for `schedule`. Default UTC.
     pub timezone: Option<String>,
+    /// `incremental` (default) or `full_refresh`, which applies to every
+    /// entity, even one whose own `mode` is `incremental`.
     pub mode: Option<SyncMode>,
     /// With `full_refresh`: `mark` keeps the table and sets `_ferry_deleted_at` on rows a completed run did not see.
     pub deleted_rows: Option<DeletedRows>,

@@ -341,3 +341,74 @@ async fn killed_process_resumes_exactly() {
     assert_eq!(table(&setup.db), expected_rows(90));
     assert_eq!(state(&setup.db), json!({"cursor": timestamp(89)}));
 }
+
+/// Syncs entity `items` (with `entity_mode`) twice in a flow with
+/// `flow_mode`. The second response leaves out item 2. Returns the second
+/// request's target and the ids in the table.
+async fn sync_twice_with_modes(
+    flow_mode: Option<&str>,
+    entity_mode: Option<&str>,
+) -> (String, Vec<Vec<String>>) {
+    let item = |id: u64| json!({"id": id, "updated_at": "2024-01-01T00:00:00Z"});
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/items"))
+        .respond_with(crate::support::Sequence::new(vec![
+            crate::support::json(json!([item(1), item(2)])),
+            crate::support::json(json!([item(1)])),
+        ]))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let entity_mode = entity_mode.map_or(String::new(), |mode| format!("\n    mode: {mode}"));
+    let connector = format!(
+        "kind: Connector\nname: modes\nconfig: {{ base_url: {{ type: string }} }}\n\
+         http: {{ base_url: \"{{{{config.base_url}}}}\" }}\nentities:\n  items:\n    path: /items\n    \
+         records: \"$[*]\"\n    primary_key: [id]\n    incremental: {{ cursor_field: updated_at, param: since }}{entity_mode}\n"
+    );
+    std::fs::write(dir.path().join("modes.yaml"), connector).unwrap();
+    let db = dir.path().join("test.duckdb");
+    let flow_mode = flow_mode.map_or(String::new(), |mode| format!("mode: {mode}\n"));
+    let flow = format!(
+        "kind: Flow\nname: test\nsource:\n  connector: modes\n  config: {{ base_url: \"{}\" }}\n\
+         destination: \"duckdb://{}\"\n{flow_mode}",
+        server.uri(),
+        db.display()
+    );
+    std::fs::write(dir.path().join("flow.yaml"), flow).unwrap();
+
+    for _ in 0..2 {
+        let report = sync_once(dir.path()).await;
+        assert_eq!(report.runs[0].outcome, Outcome::Succeeded, "{report:?}");
+    }
+
+    let requests = crate::support::requests(&server).await;
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let ids = duck::query(&db, "select id from modes.items order by id");
+    (requests[1].clone(), ids)
+}
+
+/// Only a flow's `full_refresh` overrides an entity's `mode`. A flow that
+/// sets `mode: incremental` leaves an entity's `full_refresh` alone.
+#[tokio::test]
+async fn flow_full_refresh_overrides_entity_mode() {
+    let incremental = (
+        "GET /items?since=2024-01-01T00%3A00%3A00Z".to_string(),
+        vec![vec!["1".to_string()], vec!["2".to_string()]],
+    );
+    let full_refresh = ("GET /items".to_string(), vec![vec!["1".to_string()]]);
+    let cases = [
+        (None, None, &incremental),
+        (Some("incremental"), None, &incremental),
+        (None, Some("full_refresh"), &full_refresh),
+        (Some("incremental"), Some("full_refresh"), &full_refresh),
+        (Some("full_refresh"), Some("incremental"), &full_refresh),
+        (Some("full_refresh"), None, &full_refresh),
+    ];
+    for (flow_mode, entity_mode, expected) in cases {
+        let outcome = sync_twice_with_modes(flow_mode, entity_mode).await;
+        assert_eq!(
+            &outcome, expected,
+            "flow mode {flow_mode:?}, entity mode {entity_mode:?}"
+        );
+    }
+}
