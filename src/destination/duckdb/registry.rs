@@ -19,6 +19,13 @@ use crate::destination::DestinationError;
 
 /// Open databases by canonical path. Entries are weak so the file closes
 /// (and its lock is released) once the last destination using it is gone.
+/// The write-ahead log size at which DuckDB checkpoints. Its default
+/// (16 MB) checkpoints every few chunks, and each checkpoint compresses
+/// the table's growing last row group again (a fifth of a 100,000-record
+/// sync). Rows not yet checkpointed stay in memory, so the log is not
+/// left to grow without bound either.
+const CHECKPOINT_THRESHOLD: &str = "256MB";
+
 static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<SharedDatabase>>>> =
     LazyLock::new(Mutex::default);
 
@@ -97,7 +104,8 @@ pub fn connect(path: &str) -> Result<Session, DestinationError> {
 fn offline_config(path: &str) -> Result<Config, DestinationError> {
     let config = Config::default()
         .enable_autoload_extension(false)
-        .and_then(|config| config.with("autoinstall_known_extensions", "false"));
+        .and_then(|config| config.with("autoinstall_known_extensions", "false"))
+        .and_then(|config| config.with("checkpoint_threshold", CHECKPOINT_THRESHOLD));
     config.map_err(|error| {
         DestinationError::Connect(format!(
             "duckdb://{path}: configuring DuckDB failed: {error}"
