@@ -42,7 +42,7 @@ for dataset in stripe posthog close; do
   file="${BENCH_DIR}/${dataset}.duckdb"
   export "OURS_CMD_${upper}_DUCKDB=${FERRY_BIN} sync bench_${dataset}_duckdb --config ${CONFIG}"
   export "OURS_SETUP_${upper}_DUCKDB=rm -f ${file} ${file}.wal"
-  export "OURS_VERIFY_${upper}_DUCKDB=${PYTHON} -c \"import duckdb; print('rows=%d' % duckdb.connect('${file}', read_only=True).sql('select count(distinct id) from ${dataset}.${dataset}.${table}').fetchone()[0])\""
+  export "OURS_VERIFY_${upper}_DUCKDB=${PYTHON} -c \"import duckdb; print('rows=%d' % duckdb.connect('${file}', read_only=True).sql('select count(distinct id) from ${dataset}.${dataset}.${table}').fetchall()[0][0])\""
 
   # PostgreSQL: the flow's schema and ferry's bookkeeping are dropped before each run.
   schema="ferry_${dataset}"
