@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Measures the daemon with many flow files: the time from starting
 # `ferry run` to a ready /readyz, and the time from writing one more flow
-# file to seeing it in /flows (the reload debounce plus the reload itself;
-# the daemon also logs each reload's own milliseconds).
+# file to seeing it in /flows. The second includes the reload debounce, so
+# the script also prints the reload's own milliseconds from the log.
 #
 #   bench/daemon.sh                      # 200 flows, default debounce
 #   FLOWS=1000 DEBOUNCE_MS=50 bench/daemon.sh
