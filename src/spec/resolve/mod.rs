@@ -38,7 +38,7 @@ use site::Site;
 
 use super::EnvLookup;
 use super::diagnostic::Diagnostic;
-use super::plan::{Catalog, Connector, Flow, Origin};
+use super::plan::{Catalog, Connector, DestinationUrl, Flow, Origin};
 use super::yaml::{Body, Document};
 
 /// The result of resolving every document.
@@ -62,6 +62,7 @@ pub fn resolve_documents(
         env,
     };
     let flows = resolve_flows(documents, &context, problems);
+    warn_file_named_like_schema(&flows, &mut warnings);
     tables::check_tables(&flows, problems);
     tables::check_postgres_names(&flows, problems);
     let flows = flows
@@ -71,6 +72,32 @@ pub fn resolve_documents(
     Resolved {
         catalog: Catalog { connectors, flows },
         warnings,
+    }
+}
+
+/// Warns about a DuckDB file named like its flow's schema. DuckDB names
+/// the database after the file, so in `shop.duckdb` the query `select *
+/// from shop.orders` fails as an ambiguous reference.
+fn warn_file_named_like_schema(flows: &[(Arc<Flow>, Site)], warnings: &mut Vec<Diagnostic>) {
+    for (flow, site) in flows {
+        let DestinationUrl::DuckDb { path } = &flow.destination else {
+            continue;
+        };
+        let Some(stem) = Path::new(path).file_stem().and_then(|stem| stem.to_str()) else {
+            continue;
+        };
+        if !stem.eq_ignore_ascii_case(&flow.schema) {
+            continue;
+        }
+        let schema = &flow.schema;
+        warnings.push(site.value(
+            &["destination"],
+            format!(
+                "the DuckDB file {path} has the name of schema \"{schema}\", so queries must \
+                 name its tables as {stem}.{schema}.TABLE because {schema}.TABLE is ambiguous; \
+                 give the file another name, such as duckdb://./warehouse.duckdb"
+            ),
+        ));
     }
 }
 
@@ -286,6 +313,25 @@ entities:
                 line: 1
             }
         );
+    }
+
+    #[test]
+    fn duckdb_file_named_like_schema_warns() {
+        let flow = "kind: Flow\nname: f\nsource: { connector: demo }\ndestination: duckdb://./Demo.duckdb\n";
+        let (resolved, problems) = resolve(CONNECTOR, Some(flow));
+        assert!(problems.is_empty(), "{problems:?}");
+        let warnings: Vec<String> = resolved.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            vec![
+                "demo.yaml:4:14: the DuckDB file ./Demo.duckdb has the name of schema \"demo\", so queries must name its tables as Demo.demo.TABLE because demo.TABLE is ambiguous; give the file another name, such as duckdb://./warehouse.duckdb"
+            ]
+        );
+
+        let other = flow.replace("Demo.duckdb", "warehouse.duckdb");
+        let (resolved, problems) = resolve(CONNECTOR, Some(&other));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(resolved.warnings.is_empty(), "{:?}", resolved.warnings);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! file format, with a did-you-mean hint and the position of the offending
 //! key or value taken from the [`PositionIndex`].
 
-use super::index::{NodeKind, Position, PositionIndex};
+use super::index::{Node, NodeKind, Position, PositionIndex};
 use crate::spec::suggest;
 
 /// A serde error split into its parts.
@@ -150,11 +150,16 @@ pub fn describe(
         let expected = names.get(1..).unwrap_or_default();
         let mut field_path = path.clone();
         field_path.push(field.to_string());
-        let position = index
-            .get(&field_path)
-            .map(|node| node.key)
-            .unwrap_or(key_position);
-        let place = describe_place(path, subject);
+        let (place_path, position) = match index.get(&field_path) {
+            Some(node) => (path.clone(), node.key),
+            None => match unique_below(index, path, |segments, _| {
+                segments.last().map(String::as_str) == Some(field)
+            }) {
+                Some((found, node)) => (found[..found.len() - 1].to_vec(), node.key),
+                None => (path.clone(), key_position),
+            },
+        };
+        let place = describe_place(&place_path, subject);
         let hint = suggest::hint(field, expected, "fields here");
         return (
             position,
@@ -212,11 +217,15 @@ pub fn describe(
         .or_else(|| message.strip_prefix("invalid value: "))
         && let Some((found, expected)) = rest.split_once(", expected ")
     {
-        let field = field_name(path);
         let expected = expected_phrase(expected);
+        let (field_path, position) = match scalar_below(index, path, &expected, found) {
+            Some((found_path, node)) => (found_path, node.value),
+            None => (path.clone(), value_position),
+        };
+        let field = field_name(&field_path);
         let found = found_phrase(found);
         return (
-            value_position,
+            position,
             format!("{field} must be {expected}, found {found}"),
         );
     }
@@ -231,6 +240,57 @@ pub fn describe(
         value_position,
         format!("{field}: {}", message.replace('`', "\"")),
     )
+}
+
+/// Returns the one node below `path` that passes `keep`, or None when
+/// none or several do. serde_yaml reads a tagged enum (`pagination`,
+/// `auth`) from a buffered copy and reports errors inside it at an
+/// ancestor of the enum's mapping, so the offending key can be deeper
+/// than the path serde gives.
+fn unique_below<'a>(
+    index: &'a PositionIndex,
+    path: &[String],
+    keep: impl Fn(&[String], &Node) -> bool,
+) -> Option<(Vec<String>, &'a Node)> {
+    let mut found = index.find_below(path, keep);
+    if found.len() != 1 {
+        return None;
+    }
+    let found = found.remove(0);
+    let node = index.get(&found)?;
+    Some((found, node))
+}
+
+/// Finds the scalar below `path` that a type error is about, when serde
+/// reports a scalar type expected at a mapping (the path stops short
+/// inside a tagged enum). `found` is serde's description of the value,
+/// such as `string "three"` or ``integer `-1` ``.
+fn scalar_below<'a>(
+    index: &'a PositionIndex,
+    path: &[String],
+    expected: &str,
+    found: &str,
+) -> Option<(Vec<String>, &'a Node)> {
+    let node = index.get(path)?;
+    if node.kind != NodeKind::Mapping || expected == "a mapping" {
+        return None;
+    }
+    let text = found_scalar(found)?;
+    unique_below(index, path, |_, node| {
+        node.kind == NodeKind::Scalar && node.scalar.as_deref() == Some(text.as_str())
+    })
+}
+
+/// Returns the YAML text of a scalar serde describes (`string "abc"`,
+/// ``integer `5` ``), or None for other values.
+fn found_scalar(found: &str) -> Option<String> {
+    if let Some(quoted) = found.strip_prefix("string ") {
+        return serde_json::from_str::<String>(quoted).ok();
+    }
+    ["integer ", "floating point ", "boolean "]
+        .iter()
+        .find_map(|prefix| found.strip_prefix(prefix))
+        .map(|text| text.trim_matches('`').to_string())
 }
 
 /// Returns a key of the mapping at `path` that looks like a misspelling of

@@ -108,6 +108,48 @@ impl PositionIndex {
     pub fn root(&self) -> Option<&Node> {
         self.nodes.get("")
     }
+
+    /// Returns the paths strictly below `path` whose node passes `keep`,
+    /// sorted by position in the file.
+    pub fn find_below<S: AsRef<str>>(
+        &self,
+        path: &[S],
+        keep: impl Fn(&[String], &Node) -> bool,
+    ) -> Vec<Vec<String>> {
+        let mut found: Vec<(Position, Vec<String>)> = self
+            .nodes
+            .iter()
+            .filter_map(|(joined, node)| {
+                let segments = split(joined);
+                let below = segments.len() > path.len()
+                    && segments.iter().zip(path).all(|(a, b)| a == b.as_ref());
+                (below && keep(&segments, node)).then_some((node.key, segments))
+            })
+            .collect();
+        found.sort_by_key(|(position, _)| (position.line, position.column));
+        found.into_iter().map(|(_, segments)| segments).collect()
+    }
+}
+
+/// Splits an index key made by [`join`] back into its segments.
+fn split(joined: &str) -> Vec<String> {
+    if joined.is_empty() {
+        return Vec::new();
+    }
+    let mut segments = vec![String::new()];
+    let mut chars = joined.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(escaped) = chars.next() {
+                    segments.last_mut().unwrap().push(escaped);
+                }
+            }
+            '.' => segments.push(String::new()),
+            other => segments.last_mut().unwrap().push(other),
+        }
+    }
+    segments
 }
 
 enum Frame {

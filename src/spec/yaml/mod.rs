@@ -562,6 +562,45 @@ entities:
     }
 
     #[test]
+    fn tagged_enum_errors_name_their_key() {
+        let pagination =
+            "    pagination:\n      type: cursor\n      cursor: \"$.next\"\n      parm: after\n";
+        let text = CONNECTOR.replace(
+            "    pagination: { type: cursor, cursor: \"$.next\", param: after }\n",
+            pagination,
+        );
+        let (_, problems) = parse(&text);
+        assert_eq!(
+            problems,
+            vec![
+                "f.yaml:13:7: unknown field \"parm\" in entities.items.pagination; did you mean \"param\"?"
+            ]
+        );
+
+        let offset = "    pagination: { type: offset, offset_param: offset, limit_param: limit, limit: \"three\" }\n";
+        let text = CONNECTOR.replace(
+            "    pagination: { type: cursor, cursor: \"$.next\", param: after }\n",
+            offset,
+        );
+        let (_, problems) = parse(&text);
+        assert_eq!(
+            problems,
+            vec![
+                "f.yaml:10:82: entities.items.pagination.limit must be a non-negative integer, found \"three\""
+            ]
+        );
+
+        let auth =
+            "  base_url: https://api.example.com\n  auth:\n    type: bearer\n    tokn: abc\n";
+        let text = CONNECTOR.replace("  base_url: https://api.example.com\n", auth);
+        let (_, problems) = parse(&text);
+        assert_eq!(
+            problems,
+            vec!["f.yaml:7:5: unknown field \"tokn\" in http.auth; did you mean \"token\"?"]
+        );
+    }
+
+    #[test]
     fn serde_yaml_location_counts_from_file_start() {
         #[derive(Debug, Deserialize)]
         #[allow(dead_code)]
