@@ -465,6 +465,28 @@ async fn missing_database_is_explained() {
     assert!(message.contains(":***@"), "{message}");
 }
 
+/// URL parameters reach the server decoded as libpq decodes them: `%20`
+/// is a space and `+` stays a plus. A form decoder would send
+/// `-c+statement_timeout=4321`, which the server rejects.
+#[tokio::test]
+async fn url_parameters_decode_as_libpq_does() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let url = database.url_with(
+        "sslmode=disable&application_name=sync%20a+b&options=-c%20statement_timeout%3D4321",
+    );
+    let opened = PostgresDestination::open(&url).await;
+    assert!(opened.is_ok(), "{:?}", opened.err());
+
+    let sql = format!(
+        "SELECT application_name FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        database.name
+    );
+    let names = database.query(&sql).await;
+    assert_eq!(names, [vec![Some("sync a+b".to_string())]]);
+}
+
 /// Returns whether each of the database's ferry sessions uses TLS, as
 /// `pg_stat_ssl` reports it.
 async fn ferry_sessions_encrypted(database: &TestDatabase) -> Vec<bool> {
