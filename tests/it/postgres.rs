@@ -946,6 +946,61 @@ async fn concurrent_sync_processes_take_turns() {
     assert_eq!(runs, [vec![Some("succeeded".to_string())]]);
 }
 
+/// A chunk the database rejects is fetched again by the next run: the
+/// failed run saves the state of its last committed chunk, not a position
+/// or cursor past the rejected records.
+#[tokio::test]
+async fn rejected_chunk_is_fetched_again() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let api = crate::support::api::Api::start(crate::support::api::records(10)).await;
+    let folder = flow_folder(&api.url, &database.url());
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let count_sql = r#"SELECT count(*)::text FROM "testapi"."items""#;
+
+    let first = ferry_sync(folder.path()).output().await.unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    assert_eq!(
+        cell(&database.query(count_sql).await).as_deref(),
+        Some("10")
+    );
+
+    // Records 20 to 30 break the constraint, so their chunk is rolled back.
+    database
+        .execute(r#"ALTER TABLE "testapi"."items" ADD CONSTRAINT small CHECK ("amount" < 2000)"#)
+        .await;
+    api.with(|state| state.records = crate::support::api::records(30));
+    let rejected = ferry_sync(folder.path()).output().await.unwrap();
+    let output = text(&rejected.stderr);
+    assert_eq!(rejected.status.code(), Some(1), "{output}");
+    assert!(output.contains("check constraint \"small\""), "{output}");
+
+    database
+        .execute(r#"ALTER TABLE "testapi"."items" DROP CONSTRAINT small"#)
+        .await;
+    let repaired = ferry_sync(folder.path()).output().await.unwrap();
+    assert_eq!(
+        repaired.status.code(),
+        Some(0),
+        "{}",
+        text(&repaired.stderr)
+    );
+    assert_eq!(
+        cell(&database.query(count_sql).await).as_deref(),
+        Some("30"),
+        "the rejected records were fetched again"
+    );
+    let statuses = database
+        .query("SELECT status FROM _ferry.runs WHERE flow = 'shop' ORDER BY started_at")
+        .await;
+    let statuses: Vec<Option<&str>> = statuses.iter().map(|row| row[0].as_deref()).collect();
+    assert_eq!(
+        statuses,
+        [Some("succeeded"), Some("failed"), Some("succeeded")]
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Throughput
 
