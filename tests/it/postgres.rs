@@ -721,6 +721,96 @@ async fn lost_lock_session_is_replaced() {
     assert!(matches!(error, DestinationError::Locked(_)), "{error:?}");
 }
 
+/// A run whose lock session ended while another process started the
+/// entity writes nothing more: the other run marked it `interrupted` and
+/// owns the staging table, the table and the state from then on.
+#[tokio::test]
+async fn run_overtaken_after_lost_lock_stops() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let mut target = target("s", "items", &["id"]);
+    target.full_refresh = true;
+    let mut first = open(&database).await;
+    sync(&mut first, &target, &[r#"[{"id": 1}, {"id": 2}]"#]).await;
+    first
+        .begin_run(&target, &run("r1", &target, Utc::now()))
+        .await
+        .unwrap();
+    first
+        .write_chunk(&target, "r1", chunk(r#"[{"id": 3}]"#, json!({"page": 1})))
+        .await
+        .unwrap();
+
+    // End the session that holds the run lock, and only that one.
+    let sql = "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
+               AND objsubid = 1 AND granted \
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    database.query(sql).await;
+    wait_for_sessions(&database, 1).await;
+
+    let mut second = open(&database).await;
+    second
+        .begin_run(&target, &run("r2", &target, Utc::now()))
+        .await
+        .unwrap();
+    second
+        .write_chunk(&target, "r2", chunk(r#"[{"id": 4}]"#, json!({"page": 2})))
+        .await
+        .unwrap();
+
+    let error = first
+        .write_chunk(&target, "r1", chunk(r#"[{"id": 5}]"#, json!({"page": 3})))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, DestinationError::Locked(_)), "{error:?}");
+    let error = first
+        .finish_run(&target, "r1", succeeded(2, json!({"done": "r1"})))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, DestinationError::Locked(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("flow/items"), "{message}");
+    assert!(
+        message.contains("run r1 is marked interrupted"),
+        "{message}"
+    );
+
+    let ids = |rows: Vec<Vec<Option<String>>>| -> Vec<String> {
+        rows.into_iter()
+            .map(|row| row[0].clone().unwrap())
+            .collect()
+    };
+    let live = database
+        .query(r#"SELECT "id"::text FROM "s"."items" ORDER BY "id""#)
+        .await;
+    assert_eq!(ids(live), ["1", "2"], "the live table is not swapped");
+    let staging = database
+        .query(r#"SELECT "id"::text FROM "s"."items__ferry_staging" ORDER BY "id""#)
+        .await;
+    assert_eq!(ids(staging), ["4"], "the second run's staging table");
+    assert_eq!(
+        first.read_state("flow", "items").await.unwrap(),
+        Some(json!({"page": 2}))
+    );
+
+    second
+        .finish_run(&target, "r2", succeeded(1, json!({"done": "r2"})))
+        .await
+        .unwrap();
+    let live = database
+        .query(r#"SELECT "id"::text FROM "s"."items" ORDER BY "id""#)
+        .await;
+    assert_eq!(ids(live), ["4"]);
+    let runs = second.list_runs(Some("flow"), 10).await.unwrap();
+    let statuses: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|run| (run.run_id.as_str(), run.status.as_str()))
+        .filter(|(run_id, _)| run_id.starts_with('r'))
+        .collect();
+    assert_eq!(statuses, [("r2", "succeeded"), ("r1", "interrupted")]);
+}
+
 // ---------------------------------------------------------------------------
 // A chunk cut off halfway
 
