@@ -117,7 +117,8 @@ pub fn url_without_password(raw: &str) -> String {
             }
             redact(parsed.as_str())
         }
-        // Not a URL: mask what sits between "://user:" and "@".
+        // Not a URL: mask what sits between "://user:" and "@", and the
+        // passwords of a libpq keyword/value string.
         Err(_) => {
             let masked = match (raw.find("://"), raw.rfind('@')) {
                 (Some(scheme_end), Some(at)) if at > scheme_end => {
@@ -135,9 +136,55 @@ pub fn url_without_password(raw: &str) -> String {
                 }
                 _ => raw.to_string(),
             };
-            redact(&masked)
+            redact(&mask_keyword_passwords(&masked))
         }
     }
+}
+
+/// Masks the values of `password` and `sslpassword` in a libpq
+/// keyword/value string (`host=db password='p w'`), quoted or not.
+fn mask_keyword_passwords(text: &str) -> String {
+    const KEY: &str = "password";
+    // ASCII lowercasing keeps every byte offset.
+    let lowercase = text.to_ascii_lowercase();
+    let mut masked = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut search = 0;
+    while let Some(found) = lowercase[search..].find(KEY) {
+        let key_end = search + found + KEY.len();
+        search = key_end;
+        let after_key = text[key_end..].trim_start();
+        let Some(after_equals) = after_key.strip_prefix('=') else {
+            continue;
+        };
+        let value = after_equals.trim_start();
+        let value_start = text.len() - value.len();
+        let value_end = value_start + keyword_value_length(value);
+        masked.push_str(&text[copied..value_start]);
+        masked.push_str(MASK);
+        copied = value_end;
+        search = value_end;
+    }
+    masked.push_str(&text[copied..]);
+    masked
+}
+
+/// Returns the byte length of the keyword value that starts `text`: a
+/// single-quoted value with `\` escapes, or everything up to whitespace.
+fn keyword_value_length(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    if bytes.first() != Some(&b'\'') {
+        return text.find(char::is_whitespace).unwrap_or(text.len());
+    }
+    let mut index = 1;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'\\' => index += 2,
+            b'\'' => return index + 1,
+            _ => index += 1,
+        }
+    }
+    text.len()
 }
 
 /// A `tracing` writer that masks secrets in each formatted log line.
@@ -192,6 +239,20 @@ mod tests {
     fn postgres_password_is_masked() {
         let shown = url_without_password("postgres://ferry:hunter22@db.example/app");
         assert_eq!(shown, "postgres://ferry:***@db.example/app");
+    }
+
+    #[test]
+    fn keyword_value_password_is_masked() {
+        let shown = url_without_password(r"host=db password='a b\'c' user=u sslpassword=x1");
+        assert_eq!(shown, "host=db password=*** user=u sslpassword=***");
+        let shown = url_without_password("dbname=app PASSWORD = hunter22");
+        assert_eq!(shown, "dbname=app PASSWORD = ***");
+        let shown = url_without_password("password='unterminated é");
+        assert_eq!(shown, "password=***");
+        assert_eq!(
+            url_without_password("password is missing"),
+            "password is missing"
+        );
     }
 
     #[test]

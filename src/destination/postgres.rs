@@ -135,6 +135,7 @@ impl PostgresDestination {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
     Begin,
+    CheckRun,
     LockTable,
     CheckNames,
     CheckKeys,
@@ -160,6 +161,7 @@ impl Step {
     fn as_str(self) -> &'static str {
         match self {
             Step::Begin => "begin transaction",
+            Step::CheckRun => "check the run's status",
             Step::LockTable => "wait for the table's other writes",
             Step::CheckNames => "check table names",
             Step::CheckKeys => "check primary keys",
@@ -188,16 +190,26 @@ impl Step {
 pub(crate) struct StepError {
     step: Step,
     detail: String,
+    /// Another process started the entity after this run: the write is
+    /// [`DestinationError::Locked`] rather than a failed statement.
+    overtaken: bool,
 }
 
 pub(crate) type StepResult<T> = Result<T, StepError>;
 
 impl StepError {
     fn message(step: Step, detail: String) -> StepError {
-        StepError { step, detail }
+        StepError {
+            step,
+            detail,
+            overtaken: false,
+        }
     }
 
     fn into_destination_error(self, url: &str, table: &str) -> DestinationError {
+        if self.overtaken {
+            return DestinationError::Locked(redact(&format!("{url}: {}", self.detail)));
+        }
         DestinationError::Write(redact(&format!(
             "{url}: {} failed for {table}: {}; the transaction was rolled back",
             self.step.as_str(),
@@ -395,6 +407,33 @@ pub async fn ping(url: &str) -> Result<(), DestinationError> {
     Ok(())
 }
 
+/// Fails when another process started the entity after this run. Its
+/// `begin_run` marked this run `interrupted`, which happens only when this
+/// run's lock session closed (the lock is then free) while the run went
+/// on. The row stays locked until the transaction ends, so a `begin_run`
+/// elsewhere waits for this write. A run without a row (a webhook write)
+/// passes.
+async fn check_run_current(
+    transaction: &Transaction<'_>,
+    target: &EntityTarget,
+    run_id: &str,
+) -> StepResult<()> {
+    let status = bookkeeping::lock_run_status(transaction, run_id)
+        .await
+        .step(Step::CheckRun)?;
+    if status.as_deref() != Some("interrupted") {
+        return Ok(());
+    }
+    Err(StepError {
+        step: Step::CheckRun,
+        detail: format!(
+            "{}/{} started elsewhere after this run's lock session closed, and run {run_id} is marked interrupted; this run stopped without writing",
+            target.flow, target.entity
+        ),
+        overtaken: true,
+    })
+}
+
 /// Waits for the table's other write transactions (see
 /// `lock::table_lock_params`); the lock ends with the transaction.
 async fn lock_table(transaction: &Transaction<'_>, table: &TableRef) -> StepResult<()> {
@@ -433,6 +472,7 @@ async fn write_chunk(
 ) -> StepResult<()> {
     let started = std::time::Instant::now();
     let transaction = client.transaction().await.step(Step::Begin)?;
+    check_run_current(&transaction, target, run_id).await?;
     lock_table(&transaction, &write_table(target)).await?;
     // Taken once the table's earlier writes committed, so sync times
     // grow in commit order.
@@ -586,6 +626,7 @@ async fn finish_run(
     outcome: &RunOutcome,
 ) -> StepResult<()> {
     let transaction = client.transaction().await.step(Step::Begin)?;
+    check_run_current(&transaction, target, run_id).await?;
     let succeeded = outcome.status == RunStatus::Succeeded;
     if succeeded && (target.full_refresh || outcome.mark_unseen_before.is_some()) {
         lock_table(&transaction, &target.table).await?;

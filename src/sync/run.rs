@@ -335,6 +335,7 @@ pub async fn run_entity(
         target: target.clone(),
         run_id: &run_id,
         entity: &entity,
+        committed_state: state.clone(),
         state,
         run_started_at: start.run_started_at,
         buffer: Vec::new(),
@@ -635,7 +636,10 @@ struct ChunkWriter<'a> {
     target: EntityTarget,
     run_id: &'a str,
     entity: &'a Entity,
+    /// The state with the pages received so far, committed or not.
     state: EntityState,
+    /// The state as the destination has it after the last committed chunk.
+    committed_state: EntityState,
     run_started_at: DateTime<Utc>,
     buffer: Vec<Record>,
     deletions: Vec<Record>,
@@ -713,10 +717,17 @@ impl ChunkWriter<'_> {
             deletions,
             state: self.state.to_value(),
         };
-        self.destination
+        let written = self
+            .destination
             .write_chunk(&self.target, self.run_id, chunk)
-            .await
-            .map_err(|error| RunError::destination(&error))?;
+            .await;
+        if let Err(error) = written {
+            // The run's outcome saves this state. It must not point past
+            // the rejected records, so that the next run fetches them again.
+            self.state = self.committed_state.clone();
+            return Err(RunError::destination(&error));
+        }
+        self.committed_state = self.state.clone();
         self.uncommitted = false;
         self.committed_records += count;
         Ok(())

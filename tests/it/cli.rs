@@ -153,3 +153,37 @@ async fn failed_run_exits_1_without_secret() {
     assert!(!stderr.contains("tok_very_secret_value"), "{stderr}");
     assert!(!text(&output.stdout).contains("tok_very_secret_value"));
 }
+
+/// A libpq keyword/value string is not a destination ferry reads, and the
+/// error that quotes it masks its password, quoted or not.
+#[test]
+fn check_masks_keyword_value_password() {
+    let dir = folder("http://127.0.0.1:9", "tok_abcdef");
+    let flow = std::fs::read_to_string(dir.path().join("flow.yaml")).unwrap();
+    let flow = flow
+        .lines()
+        .map(|line| match line.starts_with("destination:") {
+            true => "destination: ${FERRY_TEST_CONNINFO}",
+            false => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.path().join("flow.yaml"), flow).unwrap();
+    let conninfo = r"host=db.internal password = 'se cr\'et-41' user=ferry sslpassword=key-pw-42";
+
+    let output = run(ferry(&["check", "--json", "--config"])
+        .arg(dir.path())
+        .env("FERRY_TEST_CONNINFO", conninfo));
+    assert_eq!(output.status.code(), Some(2));
+    let stdout = text(&output.stdout);
+    assert!(!stdout.contains("se cr"), "{stdout}");
+    assert!(!stdout.contains("key-pw-42"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let message = report["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "unsupported destination \"host=db.internal password = *** user=ferry sslpassword=***\"; "
+        ),
+        "{message}"
+    );
+}

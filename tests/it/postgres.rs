@@ -465,6 +465,28 @@ async fn missing_database_is_explained() {
     assert!(message.contains(":***@"), "{message}");
 }
 
+/// URL parameters reach the server decoded as libpq decodes them: `%20`
+/// is a space and `+` stays a plus. A form decoder would send
+/// `-c+statement_timeout=4321`, which the server rejects.
+#[tokio::test]
+async fn url_parameters_decode_as_libpq_does() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let url = database.url_with(
+        "sslmode=disable&application_name=sync%20a+b&options=-c%20statement_timeout%3D4321",
+    );
+    let opened = PostgresDestination::open(&url).await;
+    assert!(opened.is_ok(), "{:?}", opened.err());
+
+    let sql = format!(
+        "SELECT application_name FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        database.name
+    );
+    let names = database.query(&sql).await;
+    assert_eq!(names, [vec![Some("sync a+b".to_string())]]);
+}
+
 /// Returns whether each of the database's ferry sessions uses TLS, as
 /// `pg_stat_ssl` reports it.
 async fn ferry_sessions_encrypted(database: &TestDatabase) -> Vec<bool> {
@@ -699,6 +721,96 @@ async fn lost_lock_session_is_replaced() {
     assert!(matches!(error, DestinationError::Locked(_)), "{error:?}");
 }
 
+/// A run whose lock session ended while another process started the
+/// entity writes nothing more: the other run marked it `interrupted` and
+/// owns the staging table, the table and the state from then on.
+#[tokio::test]
+async fn run_overtaken_after_lost_lock_stops() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let mut target = target("s", "items", &["id"]);
+    target.full_refresh = true;
+    let mut first = open(&database).await;
+    sync(&mut first, &target, &[r#"[{"id": 1}, {"id": 2}]"#]).await;
+    first
+        .begin_run(&target, &run("r1", &target, Utc::now()))
+        .await
+        .unwrap();
+    first
+        .write_chunk(&target, "r1", chunk(r#"[{"id": 3}]"#, json!({"page": 1})))
+        .await
+        .unwrap();
+
+    // End the session that holds the run lock, and only that one.
+    let sql = "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
+               AND objsubid = 1 AND granted \
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    database.query(sql).await;
+    wait_for_sessions(&database, 1).await;
+
+    let mut second = open(&database).await;
+    second
+        .begin_run(&target, &run("r2", &target, Utc::now()))
+        .await
+        .unwrap();
+    second
+        .write_chunk(&target, "r2", chunk(r#"[{"id": 4}]"#, json!({"page": 2})))
+        .await
+        .unwrap();
+
+    let error = first
+        .write_chunk(&target, "r1", chunk(r#"[{"id": 5}]"#, json!({"page": 3})))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, DestinationError::Locked(_)), "{error:?}");
+    let error = first
+        .finish_run(&target, "r1", succeeded(2, json!({"done": "r1"})))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, DestinationError::Locked(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("flow/items"), "{message}");
+    assert!(
+        message.contains("run r1 is marked interrupted"),
+        "{message}"
+    );
+
+    let ids = |rows: Vec<Vec<Option<String>>>| -> Vec<String> {
+        rows.into_iter()
+            .map(|row| row[0].clone().unwrap())
+            .collect()
+    };
+    let live = database
+        .query(r#"SELECT "id"::text FROM "s"."items" ORDER BY "id""#)
+        .await;
+    assert_eq!(ids(live), ["1", "2"], "the live table is not swapped");
+    let staging = database
+        .query(r#"SELECT "id"::text FROM "s"."items__ferry_staging" ORDER BY "id""#)
+        .await;
+    assert_eq!(ids(staging), ["4"], "the second run's staging table");
+    assert_eq!(
+        first.read_state("flow", "items").await.unwrap(),
+        Some(json!({"page": 2}))
+    );
+
+    second
+        .finish_run(&target, "r2", succeeded(1, json!({"done": "r2"})))
+        .await
+        .unwrap();
+    let live = database
+        .query(r#"SELECT "id"::text FROM "s"."items" ORDER BY "id""#)
+        .await;
+    assert_eq!(ids(live), ["4"]);
+    let runs = second.list_runs(Some("flow"), 10).await.unwrap();
+    let statuses: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|run| (run.run_id.as_str(), run.status.as_str()))
+        .filter(|(run_id, _)| run_id.starts_with('r'))
+        .collect();
+    assert_eq!(statuses, [("r2", "succeeded"), ("r1", "interrupted")]);
+}
+
 // ---------------------------------------------------------------------------
 // A chunk cut off halfway
 
@@ -922,6 +1034,61 @@ async fn concurrent_sync_processes_take_turns() {
         .query("SELECT status FROM _ferry.runs WHERE flow = 'shop' ORDER BY started_at")
         .await;
     assert_eq!(runs, [vec![Some("succeeded".to_string())]]);
+}
+
+/// A chunk the database rejects is fetched again by the next run: the
+/// failed run saves the state of its last committed chunk, not a position
+/// or cursor past the rejected records.
+#[tokio::test]
+async fn rejected_chunk_is_fetched_again() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let api = crate::support::api::Api::start(crate::support::api::records(10)).await;
+    let folder = flow_folder(&api.url, &database.url());
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let count_sql = r#"SELECT count(*)::text FROM "testapi"."items""#;
+
+    let first = ferry_sync(folder.path()).output().await.unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    assert_eq!(
+        cell(&database.query(count_sql).await).as_deref(),
+        Some("10")
+    );
+
+    // Records 20 to 30 break the constraint, so their chunk is rolled back.
+    database
+        .execute(r#"ALTER TABLE "testapi"."items" ADD CONSTRAINT small CHECK ("amount" < 2000)"#)
+        .await;
+    api.with(|state| state.records = crate::support::api::records(30));
+    let rejected = ferry_sync(folder.path()).output().await.unwrap();
+    let output = text(&rejected.stderr);
+    assert_eq!(rejected.status.code(), Some(1), "{output}");
+    assert!(output.contains("check constraint \"small\""), "{output}");
+
+    database
+        .execute(r#"ALTER TABLE "testapi"."items" DROP CONSTRAINT small"#)
+        .await;
+    let repaired = ferry_sync(folder.path()).output().await.unwrap();
+    assert_eq!(
+        repaired.status.code(),
+        Some(0),
+        "{}",
+        text(&repaired.stderr)
+    );
+    assert_eq!(
+        cell(&database.query(count_sql).await).as_deref(),
+        Some("30"),
+        "the rejected records were fetched again"
+    );
+    let statuses = database
+        .query("SELECT status FROM _ferry.runs WHERE flow = 'shop' ORDER BY started_at")
+        .await;
+    let statuses: Vec<Option<&str>> = statuses.iter().map(|row| row[0].as_deref()).collect();
+    assert_eq!(
+        statuses,
+        [Some("succeeded"), Some("failed"), Some("succeeded")]
+    );
 }
 
 // ---------------------------------------------------------------------------

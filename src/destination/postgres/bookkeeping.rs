@@ -196,6 +196,17 @@ pub async fn insert_run(
     Ok(())
 }
 
+/// Reads a run's status and locks its row until the transaction ends;
+/// `None` when the run has no row.
+pub async fn lock_run_status(
+    client: &impl GenericClient,
+    run_id: &str,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let sql = "SELECT status FROM _ferry.runs WHERE run_id = $1 FOR UPDATE";
+    let row = client.query_opt(sql, &[&run_id]).await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
 pub async fn add_run_records(
     client: &impl GenericClient,
     run_id: &str,

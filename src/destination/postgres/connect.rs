@@ -6,6 +6,8 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
+use percent_encoding::percent_decode_str;
+
 use tokio_postgres::config::{Host, SslMode as DriverSslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
@@ -54,8 +56,16 @@ impl Settings {
         let mut parsed = url::Url::parse(url).map_err(|error| invalid(error.to_string()))?;
         let mut mode = SslMode::Prefer;
         let mut root_certificates = None;
+        // The driver's parameters pass on exactly as written, because the
+        // driver decodes them as libpq does (`%XX` only). A form decoder
+        // would turn `+` into a space, and re-encoding would turn a space
+        // into `+`.
         let mut kept = Vec::new();
-        for (key, value) in parsed.query_pairs() {
+        let query = parsed.query().unwrap_or_default().to_string();
+        for parameter in query.split('&').filter(|parameter| !parameter.is_empty()) {
+            let (key, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+            let key = percent_decode_str(key).decode_utf8_lossy();
+            let value = percent_decode_str(value).decode_utf8_lossy();
             match key.as_ref() {
                 "sslmode" => {
                     mode = SslMode::parse(&value).ok_or_else(|| {
@@ -70,13 +80,11 @@ impl Settings {
                         "{name} is not supported: ferry does not send client certificates"
                     )));
                 }
-                _ => kept.push((key.into_owned(), value.into_owned())),
+                _ => kept.push(parameter),
             }
         }
-        parsed.set_query(None);
-        if !kept.is_empty() {
-            parsed.query_pairs_mut().extend_pairs(kept);
-        }
+        let kept = kept.join("&");
+        parsed.set_query((!kept.is_empty()).then_some(kept.as_str()));
 
         let mut config =
             Config::from_str(parsed.as_str()).map_err(|error| invalid(describe(&error)))?;
@@ -252,6 +260,10 @@ mod tests {
         assert!(!message.contains("hunter22"), "{message}");
         let message = error("postgres://u:hunter22@h/app?sslcert=/x.pem");
         assert!(message.contains("sslcert is not supported"), "{message}");
+        let message = error(
+            "postgres://u:hunter22@h/app?sslmode=verify-full&sslrootcert=/no/such%20dir/a+b.pem",
+        );
+        assert!(message.contains("/no/such dir/a+b.pem"), "{message}");
         let message = error("postgres://u:hunter22@h/app?bogus=1");
         assert!(message.contains("bogus"), "{message}");
         assert!(!message.contains("hunter22"), "{message}");
