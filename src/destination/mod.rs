@@ -21,6 +21,7 @@
 pub mod columns;
 pub mod duckdb;
 pub mod postgres;
+mod step;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
