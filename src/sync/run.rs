@@ -262,6 +262,63 @@ fn plan_start(
     }
 }
 
+/// A run's starting point and write target, and the state they come from.
+struct Plan {
+    state: EntityState,
+    start: Start,
+    target: EntityTarget,
+}
+
+fn plan(flow: &Flow, entity: &Entity, state: EntityState, full: bool, now: DateTime<Utc>) -> Plan {
+    let start = plan_start(flow, entity, &state, full, now);
+    let target = target_for(flow, entity, start.resumed);
+    Plan {
+        state,
+        start,
+        target,
+    }
+}
+
+/// Reads the state again once `begin_run` holds the entity's lock, and
+/// plans the run again when another process changed the state after it
+/// was first read. A resume position from before that run would otherwise
+/// fill a new staging table from the middle of the list.
+async fn replan_under_lock(
+    destination: &mut dyn Destination,
+    flow: &Flow,
+    entity: &Entity,
+    options: &RunOptions,
+    planned: Plan,
+    run_row: &RunRecord,
+) -> Result<Plan, RunError> {
+    let mut current = read_state(destination, flow, entity).await?;
+    if current == planned.state {
+        return Ok(planned);
+    }
+    warn!(
+        flow = %flow.name,
+        entity = %entity.name,
+        run_id = %run_row.run_id,
+        "another process ran the entity while this run started; planning again from the state it left"
+    );
+    if planned.target.full_refresh && !planned.target.resuming {
+        // begin_run dropped the staging table, so no resume position has
+        // rows left to continue.
+        current.resume = None;
+    }
+    let replanned = plan(flow, entity, current, options.full, run_row.started_at);
+    if replanned.target.resuming != planned.target.resuming {
+        // A new plan that starts over must drop the staging table the
+        // first plan kept. The lock is held already, and the run's row is
+        // written again.
+        destination
+            .begin_run(&replanned.target, run_row)
+            .await
+            .map_err(|error| RunError::destination(&error))?;
+    }
+    Ok(replanned)
+}
+
 /// Runs one entity of a flow to completion or failure, and records the
 /// outcome in `_ferry.runs` unless the destination itself fails.
 pub async fn run_entity(
@@ -296,9 +353,7 @@ pub async fn run_entity(
             return finished(report, clock);
         }
     };
-    let start = plan_start(&flow, &entity, &state, options.full, started_at);
-    report.resumed = start.resumed;
-    let target = target_for(&flow, &entity, start.resumed);
+    let planned = plan(&flow, &entity, state, options.full, started_at);
     let parents = match open_parents(&flow, &entity).await {
         Ok(parents) => parents,
         Err(error) => {
@@ -317,10 +372,23 @@ pub async fn run_entity(
         records: 0,
         error: None,
     };
-    if let Err(error) = destination.begin_run(&target, &run_row).await {
+    if let Err(error) = destination.begin_run(&planned.target, &run_row).await {
         report.error = Some(RunError::destination(&error));
         return finished(report, clock);
     }
+    let replanned = replan_under_lock(destination, &flow, &entity, options, planned, &run_row);
+    let Plan {
+        state,
+        start,
+        target,
+    } = match replanned.await {
+        Ok(planned) => planned,
+        Err(error) => {
+            report.error = Some(error);
+            return finished(report, clock);
+        }
+    };
+    report.resumed = start.resumed;
     info!(
         flow = %flow.name,
         entity = %entity.name,

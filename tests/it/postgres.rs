@@ -1091,6 +1091,154 @@ async fn rejected_chunk_is_fetched_again() {
     );
 }
 
+/// Opens destinations whose first `begin_run` lets a `ferry sync` process
+/// run the whole flow first, in the gap between a run reading its state
+/// and taking its lock.
+struct OtherRunFirst {
+    folder: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl ferry::sync::Destinations for OtherRunFirst {
+    async fn open(
+        &self,
+        url: &ferry::spec::plan::DestinationUrl,
+        _shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<Box<dyn Destination>, DestinationError> {
+        Ok(Box::new(OvertakenDestination {
+            inner: ferry::destination::open(url).await?,
+            folder: Some(self.folder.clone()),
+        }))
+    }
+}
+
+struct OvertakenDestination {
+    inner: Box<dyn Destination>,
+    /// The config folder the other process syncs, until it has run.
+    folder: Option<std::path::PathBuf>,
+}
+
+#[async_trait::async_trait]
+impl Destination for OvertakenDestination {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn read_state(
+        &mut self,
+        flow: &str,
+        entity: &str,
+    ) -> Result<Option<Value>, DestinationError> {
+        self.inner.read_state(flow, entity).await
+    }
+
+    async fn write_state(
+        &mut self,
+        flow: &str,
+        entity: &str,
+        state: Option<&Value>,
+    ) -> Result<(), DestinationError> {
+        self.inner.write_state(flow, entity, state).await
+    }
+
+    async fn list_state(
+        &mut self,
+        flow: Option<&str>,
+    ) -> Result<Vec<ferry::destination::StateRow>, DestinationError> {
+        self.inner.list_state(flow).await
+    }
+
+    async fn begin_run(
+        &mut self,
+        target: &EntityTarget,
+        run: &ferry::destination::RunRecord,
+    ) -> Result<(), DestinationError> {
+        if let Some(folder) = self.folder.take() {
+            let other = ferry_sync(&folder).output().await.unwrap();
+            let stderr = String::from_utf8_lossy(&other.stderr);
+            assert_eq!(other.status.code(), Some(0), "{stderr}");
+        }
+        self.inner.begin_run(target, run).await
+    }
+
+    async fn write_chunk(
+        &mut self,
+        target: &EntityTarget,
+        run_id: &str,
+        chunk: ferry::destination::Chunk,
+    ) -> Result<(), DestinationError> {
+        self.inner.write_chunk(target, run_id, chunk).await
+    }
+
+    async fn finish_run(
+        &mut self,
+        target: &EntityTarget,
+        run_id: &str,
+        outcome: ferry::destination::RunOutcome,
+    ) -> Result<(), DestinationError> {
+        self.inner.finish_run(target, run_id, outcome).await
+    }
+
+    async fn list_runs(
+        &mut self,
+        flow: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ferry::destination::RunRecord>, DestinationError> {
+        self.inner.list_runs(flow, limit).await
+    }
+
+    async fn columns(
+        &mut self,
+        table: &ferry::destination::TableRef,
+    ) -> Result<Vec<ferry::destination::ColumnInfo>, DestinationError> {
+        self.inner.columns(table).await
+    }
+}
+
+/// A run plans from the state it read before taking the entity's lock. When
+/// another process completed the entity in between, the run plans again
+/// from the state it finds under the lock. Planning from the stale resume
+/// position would fill a new staging table from the middle of the list and
+/// swap it in, losing the records before that position.
+#[tokio::test]
+async fn stale_resume_after_other_run_starts_over() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let api = crate::support::api::Api::start(crate::support::api::records(20)).await;
+    let folder = flow_folder(&api.url, &database.url());
+    let flow_file = folder.path().join("flow.yaml");
+    let flow_text = std::fs::read_to_string(&flow_file).unwrap();
+    std::fs::write(&flow_file, format!("{flow_text}mode: full_refresh\n")).unwrap();
+    let environment = |_: &str| None;
+    let loaded = ferry::spec::load_with_env(folder.path(), &environment).expect("config loads");
+    let flow = loaded.catalog.flows["shop"].clone();
+    let options = ferry::sync::RunOptions::default();
+
+    // The first attempt commits the first page and fails at the second,
+    // so the state holds a resume position.
+    api.with(|state| state.failing_pages = vec![1]);
+    let failed = ferry::sync::run_flow(flow.clone(), &[], &options).await;
+    assert!(!failed.succeeded(), "{failed:?}");
+    api.with(|state| state.failing_pages.clear());
+
+    let destinations = std::sync::Arc::new(OtherRunFirst {
+        folder: folder.path().to_path_buf(),
+    });
+    let report = ferry::sync::run_flow_with(flow, &[], &options, destinations).await;
+    assert!(report.succeeded(), "{report:?}");
+    assert!(!report.runs[0].resumed, "{report:?}");
+
+    let rows = database
+        .query(r#"SELECT count(*)::text, min("id")::text, max("id")::text FROM "testapi"."items""#)
+        .await;
+    let expected: Vec<Option<String>> = ["20", "1", "20"]
+        .iter()
+        .map(|text| Some(text.to_string()))
+        .collect();
+    assert_eq!(rows[0], expected);
+}
+
 // ---------------------------------------------------------------------------
 // Throughput
 
