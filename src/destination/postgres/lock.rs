@@ -141,9 +141,12 @@ impl LockSession {
             .await;
         match row {
             Ok(Some(row)) => {
-                let pid: i32 = row.get(0);
-                let application: String = row.get(1);
-                let client: String = row.get(2);
+                // A lock held by a prepared transaction has no session: pid is NULL.
+                let Ok(Some(pid)) = row.try_get::<_, Option<i32>>(0) else {
+                    return "a prepared transaction".to_string();
+                };
+                let application: String = row.try_get(1).unwrap_or_default();
+                let client: String = row.try_get(2).unwrap_or_default();
                 format!("session {pid} of application \"{application}\" from {client}")
             }
             Ok(None) => "another session".to_string(),
