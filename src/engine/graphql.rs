@@ -198,7 +198,7 @@ fn cost_wait(body: &Value) -> Option<Duration> {
     if rate <= 0.0 {
         return None;
     }
-    // A NaN (from a "NaN" or an overflowing number) asks for no usable wait.
+    // A NaN (from a "NaN" or an overflowing number) yields no usable wait.
     let seconds = ((requested - available) / rate).clamp(0.0, 86_400.0);
     Duration::try_from_secs_f64(seconds).ok()
 }
@@ -210,7 +210,7 @@ fn reset_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if header("x-ratelimit-remaining")? != 0 {
         return None;
     }
-    // A reset beyond what SystemTime holds is a wait as long as allowed,
+    // A reset beyond the range of SystemTime is a wait as long as allowed,
     // which the retry policy's max_wait then caps.
     let Some(reset) = UNIX_EPOCH.checked_add(Duration::from_secs(header("x-ratelimit-reset")?))
     else {

@@ -1216,7 +1216,7 @@ async fn stale_resume_after_other_run_starts_over() {
     let options = ferry::sync::RunOptions::default();
 
     // The first attempt commits the first page and fails at the second,
-    // so the state holds a resume position.
+    // so the state contains a resume position.
     api.with(|state| state.failing_pages = vec![1]);
     let failed = ferry::sync::run_flow(flow.clone(), &[], &options).await;
     assert!(!failed.succeeded(), "{failed:?}");

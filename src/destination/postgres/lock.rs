@@ -118,7 +118,7 @@ impl LockSession {
         }
         let holder = self.describe_holder(key).await;
         Err(DestinationError::Locked(format!(
-            "{shown}: {flow}/{entity} is already running elsewhere ({holder} holds advisory lock {key}); this run did not start"
+            "{shown}: {flow}/{entity} is already running elsewhere ({holder} has advisory lock {key}); this run did not start; wait for that run to finish"
         )))
     }
 
