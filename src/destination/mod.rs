@@ -20,6 +20,7 @@
 
 pub mod columns;
 pub mod duckdb;
+mod fresh;
 pub mod postgres;
 mod step;
 

@@ -23,8 +23,10 @@ mod types;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
 
+use super::fresh::FreshTable;
 use super::columns::{DELETED_AT, SYNCED_AT, TrackedColumn, plan_columns, quote_ident};
 use super::{
     Chunk, ColumnInfo, Destination, DestinationError, EntityTarget, RowQuery, RunOutcome,
@@ -45,6 +47,8 @@ pub struct PostgresDestination {
     client: Client,
     /// The session holding this destination's run locks, while it has any.
     locks: Option<LockSession>,
+    /// The table this run created, whose chunks skip the upsert.
+    fresh: FreshTable,
 }
 
 impl PostgresDestination {
@@ -69,6 +73,7 @@ impl PostgresDestination {
             settings,
             client,
             locks: None,
+            fresh: FreshTable::default(),
         })
     }
 
@@ -141,6 +146,8 @@ pub(crate) struct StepError {
     /// Another process started the entity after this run: the write is
     /// [`DestinationError::Locked`] rather than a failed statement.
     overtaken: bool,
+    /// A row's key was already in the table (SQLSTATE 23505).
+    conflict: bool,
 }
 
 pub(crate) type StepResult<T> = Result<T, StepError>;
@@ -151,7 +158,13 @@ impl StepError {
             step,
             detail,
             overtaken: false,
+            conflict: false,
         }
+    }
+
+    /// Whether the write failed on a key already in the table.
+    fn is_conflict(&self) -> bool {
+        self.conflict
     }
 
     fn into_destination_error(self, url: &str, table: &str) -> DestinationError {
@@ -173,7 +186,10 @@ pub(crate) trait StepExt<T> {
 
 impl<T> StepExt<T> for Result<T, tokio_postgres::Error> {
     fn step(self, step: Step) -> StepResult<T> {
-        self.map_err(|error| StepError::message(step, describe(&error)))
+        self.map_err(|error| StepError {
+            conflict: error.code() == Some(&SqlState::UNIQUE_VIOLATION),
+            ..StepError::message(step, describe(&error))
+        })
     }
 }
 
@@ -265,10 +281,22 @@ impl Destination for PostgresDestination {
     ) -> Result<(), DestinationError> {
         self.hold_lock(target).await?;
         let shown = self.settings.shown.clone();
+        let table = write_table(target);
+        let appending = self.fresh.allows_append(&table);
+        let mut fresh = std::mem::take(&mut self.fresh);
         let client = self.client().await?;
-        write_chunk(client, target, run_id, &mut chunk)
-            .await
-            .map_err(|error| error.into_destination_error(&shown, &write_table(target).to_string()))
+        let mut written = write_chunk(client, target, run_id, &mut chunk, &mut fresh).await;
+        if appending && written.as_ref().is_err_and(StepError::is_conflict) {
+            // The transaction rolled back; the chunk goes again, as upserts.
+            tracing::info!(
+                table = %table,
+                "a chunk met a key already in the table; this run upserts from now on"
+            );
+            fresh.conflicted();
+            written = write_chunk(client, target, run_id, &mut chunk, &mut fresh).await;
+        }
+        self.fresh = fresh;
+        written.map_err(|error| error.into_destination_error(&shown, &table.to_string()))
     }
 
     async fn finish_run(
@@ -379,6 +407,7 @@ async fn check_run_current(
             target.flow, target.entity
         ),
         overtaken: true,
+        conflict: false,
     })
 }
 
@@ -417,6 +446,7 @@ async fn write_chunk(
     target: &EntityTarget,
     run_id: &str,
     chunk: &mut Chunk,
+    fresh: &mut FreshTable,
 ) -> StepResult<()> {
     let started = std::time::Instant::now();
     let transaction = client.transaction().await.step(Step::Begin)?;
@@ -426,7 +456,7 @@ async fn write_chunk(
     // grow in commit order.
     let now = Utc::now();
     if !chunk.records.is_empty() || !chunk.deletions.is_empty() {
-        write_rows(&transaction, target, chunk, now).await?;
+        write_rows(&transaction, target, chunk, now, fresh).await?;
     }
     let rows_written = started.elapsed();
     bookkeeping::upsert_state(
@@ -460,6 +490,7 @@ async fn write_rows(
     target: &EntityTarget,
     chunk: &mut Chunk,
     now: DateTime<Utc>,
+    fresh: &mut FreshTable,
 ) -> StepResult<()> {
     let table = write_table(target);
     table::check_names(&table)?;
@@ -514,6 +545,7 @@ async fn write_rows(
         table::evolve(transaction, &table, &shape, &plan).await?;
     } else {
         table::create(transaction, &table, &plan, &key_columns).await?;
+        fresh.created(&table);
     }
     if !shape.exists || plan.changes_schema() {
         bookkeeping::save_columns(transaction, &table, &plan.columns, &now)
@@ -529,7 +561,8 @@ async fn write_rows(
         synced_at: now,
     };
     if !chunk.records.is_empty() {
-        load::write_records(transaction, &load_target, &chunk.records).await?;
+        let append = fresh.allows_append(&table);
+        load::write_records(transaction, &load_target, &chunk.records, append).await?;
     }
     if !chunk.deletions.is_empty() {
         if keyed {

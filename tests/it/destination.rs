@@ -208,6 +208,8 @@ macro_rules! every_contract_test {
                 first_chunk_creates_typed_table,
                 upsert_replaces_whole_row,
                 duplicate_keys_last_wins,
+                repeated_key_in_new_table,
+                repeated_key_in_full_refresh,
                 append_only_keeps_every_record,
                 new_field_adds_column,
                 integer_widens_to_double,
@@ -570,6 +572,81 @@ async fn duplicate_keys_last_wins(backend: &dyn Backend) {
         [
             row(&[Some("1"), Some("eu"), Some("last")]),
             row(&[Some("1"), Some("us"), Some("other")])
+        ]
+    );
+}
+
+/// A run appends to a table it created without upserts until a chunk
+/// repeats a key from an earlier chunk; that chunk and the rest still
+/// replace the earlier rows.
+async fn repeated_key_in_new_table(backend: &dyn Backend) {
+    let mut destination = backend.open().await;
+    let target = target("shop", "items", &["id"]);
+    sync(
+        destination.as_mut(),
+        &target,
+        &[
+            r#"[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]"#,
+            r#"[{"id": 3, "name": "c"}]"#,
+            r#"[{"id": 2, "name": "b2"}, {"id": 4, "name": "d"}, {"id": 4, "name": "d2"}]"#,
+            r#"[{"id": 1, "name": "a2"}, {"id": 5, "name": "e"}]"#,
+        ],
+    )
+    .await;
+    let rows = backend
+        .query(r#"SELECT CAST("id" AS VARCHAR), "name" FROM "shop"."items" ORDER BY "id""#)
+        .await;
+    assert_eq!(
+        rows,
+        [
+            row(&[Some("1"), Some("a2")]),
+            row(&[Some("2"), Some("b2")]),
+            row(&[Some("3"), Some("c")]),
+            row(&[Some("4"), Some("d2")]),
+            row(&[Some("5"), Some("e")]),
+        ]
+    );
+    let later = backend
+        .query(
+            r#"SELECT CAST(COUNT(*) AS VARCHAR) FROM "shop"."items" AS two, "shop"."items" AS three
+               WHERE two."id" = 2 AND three."id" = 3 AND two."_ferry_synced_at" > three."_ferry_synced_at""#,
+        )
+        .await;
+    assert_eq!(later, [row(&[Some("1")])], "the rewritten row has the later sync time");
+    let state = destination.read_state("flow", "items").await.unwrap();
+    assert_eq!(state, Some(json!({ "done": true })));
+}
+
+/// The same in a full refresh, whose staging table the run creates.
+async fn repeated_key_in_full_refresh(backend: &dyn Backend) {
+    let mut destination = backend.open().await;
+    let mut target = target("shop", "items", &["id"]);
+    sync(
+        destination.as_mut(),
+        &target,
+        &[r#"[{"id": 9, "name": "old"}]"#],
+    )
+    .await;
+    target.full_refresh = true;
+    sync(
+        destination.as_mut(),
+        &target,
+        &[
+            r#"[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]"#,
+            r#"[{"id": 2, "name": "b2"}]"#,
+            r#"[{"id": 3, "name": "c"}]"#,
+        ],
+    )
+    .await;
+    let rows = backend
+        .query(r#"SELECT CAST("id" AS VARCHAR), "name" FROM "shop"."items" ORDER BY "id""#)
+        .await;
+    assert_eq!(
+        rows,
+        [
+            row(&[Some("1"), Some("a")]),
+            row(&[Some("2"), Some("b2")]),
+            row(&[Some("3"), Some("c")]),
         ]
     );
 }

@@ -140,6 +140,12 @@ impl CopyWriter {
         Ok(())
     }
 
+    /// Writes an instant for a `timestamp with time zone` column.
+    pub fn put_timestamp(&mut self, instant: &DateTime<Utc>) {
+        self.buffer.put_i32(8);
+        self.buffer.put_i64(postgres_micros(instant));
+    }
+
     fn put_bytes(&mut self, bytes: &[u8]) {
         self.buffer.put_i32(field_length(bytes.len()));
         self.buffer.put_slice(bytes);

@@ -47,15 +47,33 @@ pub struct LoadTarget<'a> {
 }
 
 /// Upserts `records` (the last record of a key wins, and replaces the
-/// whole row), or appends them when the table has no key.
+/// whole row), or appends them when the table has no key. With `append`
+/// (the run created the table, see `destination::fresh`), keyed records are
+/// copied straight into the table too; a key already there fails the
+/// copy with [`StepError::is_conflict`].
 pub async fn write_records(
     transaction: &Transaction<'_>,
     target: &LoadTarget<'_>,
     records: &[Record],
+    append: bool,
 ) -> StepResult<()> {
     let all: Vec<usize> = (0..target.columns.len()).collect();
     let started = std::time::Instant::now();
     let rows = last_of_each_key(target, records)?;
+    let binary = target
+        .columns
+        .iter()
+        .all(|column| copies_in_binary(column.column_type.kind));
+    if binary && (append || target.keys.is_empty()) {
+        append_records(transaction, target, records, &rows).await?;
+        tracing::debug!(
+            table = %target.table,
+            rows = rows.len(),
+            copy_ms = started.elapsed().as_millis() as u64,
+            "appended records"
+        );
+        return Ok(());
+    }
     stage(transaction, target, RECORDS_TABLE, &all, records, &rows).await?;
     let staged = started.elapsed();
 
@@ -112,6 +130,43 @@ pub async fn write_records(
         "loaded records"
     );
     Ok(())
+}
+
+/// Whether the COPY stream carries a column of `kind` in the column's own
+/// type, so it can go straight into the table (NUMERIC travels as text).
+fn copies_in_binary(kind: ColumnKind) -> bool {
+    !matches!(
+        kind,
+        ColumnKind::HugeInt | ColumnKind::BigNum | ColumnKind::Decimal
+    )
+}
+
+/// Copies the records at `rows` straight into the table, with
+/// `_ferry_synced_at`; `_ferry_deleted_at` takes its NULL default.
+async fn append_records(
+    transaction: &Transaction<'_>,
+    target: &LoadTarget<'_>,
+    records: &[Record],
+    rows: &[usize],
+) -> StepResult<()> {
+    let mut names: Vec<String> = target
+        .columns
+        .iter()
+        .map(|column| quote_ident(&column.column))
+        .collect();
+    names.push(quote_ident(SYNCED_AT));
+    let copy = format!(
+        "COPY {} ({}) FROM STDIN (FORMAT binary)",
+        qualified(target.table),
+        names.join(", ")
+    );
+    let all: Vec<usize> = (0..target.columns.len()).collect();
+    let step = if target.keys.is_empty() {
+        Step::Insert
+    } else {
+        Step::Append
+    };
+    copy_rows(transaction, &copy, step, target, &all, records, rows, true).await
 }
 
 /// Sets `_ferry_deleted_at` on the rows of `deletions`' keys, inserting a
@@ -200,7 +255,35 @@ async fn stage(
         "COPY pg_temp.{} FROM STDIN (FORMAT binary)",
         quote_ident(name)
     );
-    let sink = transaction.copy_in(&copy).await.step(Step::Stage)?;
+    copy_rows(
+        transaction,
+        &copy,
+        Step::Stage,
+        target,
+        columns,
+        records,
+        rows,
+        false,
+    )
+    .await
+}
+
+/// Sends the `columns` (indexes into the target's columns) of the records
+/// at `rows` through `copy`, a binary `COPY … FROM STDIN`, each row ending
+/// with the target's sync time when `with_synced_at`, and logs the values
+/// it repaired.
+#[allow(clippy::too_many_arguments)]
+async fn copy_rows(
+    transaction: &Transaction<'_>,
+    copy: &str,
+    step: Step,
+    target: &LoadTarget<'_>,
+    columns: &[usize],
+    records: &[Record],
+    rows: &[usize],
+    with_synced_at: bool,
+) -> StepResult<()> {
+    let sink = transaction.copy_in(copy).await.step(step)?;
     let mut sink = pin!(sink);
 
     let kinds: Vec<(ColumnKind, Option<FieldType>, &str)> = columns
@@ -211,10 +294,11 @@ async fn stage(
             (column.column_type.kind, declared, column.field.as_str())
         })
         .collect();
+    let fields = columns.len() + usize::from(with_synced_at);
     let mut repairs = vec![Repairs::default(); columns.len()];
     let mut writer = CopyWriter::new(SEND_BYTES + SEND_BYTES / 4);
     for &row in rows {
-        writer.start_row(columns.len());
+        writer.start_row(fields);
         for (position, (kind, declared, field)) in kinds.iter().enumerate() {
             let value = field_value(&records[row], field);
             writer
@@ -222,7 +306,7 @@ async fn stage(
                 .map_err(|error| {
                     let column = &target.columns[columns[position]];
                     StepError::message(
-                        Step::Stage,
+                        step,
                         format!(
                             "column {} (field {:?}): {error}; widen the column or fix fields.types",
                             quote_ident(&column.column),
@@ -231,13 +315,16 @@ async fn stage(
                     )
                 })?;
         }
+        if with_synced_at {
+            writer.put_timestamp(&target.synced_at);
+        }
         if writer.buffered_bytes() >= SEND_BYTES {
-            sink.send(writer.take()).await.step(Step::Stage)?;
+            sink.send(writer.take()).await.step(step)?;
         }
     }
     writer.finish();
-    sink.send(writer.take()).await.step(Step::Stage)?;
-    sink.as_mut().finish().await.step(Step::Stage)?;
+    sink.send(writer.take()).await.step(step)?;
+    sink.as_mut().finish().await.step(step)?;
 
     for (position, repairs) in repairs.iter().enumerate() {
         let column = &target.columns[columns[position]].column;
