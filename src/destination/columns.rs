@@ -176,10 +176,69 @@ pub fn field_value<'a>(record: &'a Record, field: &str) -> &'a Value {
     record.get(field).unwrap_or(&Value::Null)
 }
 
+/// Lays out the values of `fields` in each record, row by row: the value
+/// of field `f` in record `r` is at `r * fields.len() + f`, null where
+/// the record lacks it.
+///
+/// One pass over each record's own fields. Records of one API list their
+/// fields in the same order, so the previous record's order predicts the
+/// column of each field, and a string comparison replaces a hash lookup.
+pub fn record_cells<'r>(records: &'r [Record], fields: &[&str]) -> Vec<&'r Value> {
+    const NULL: &Value = &Value::Null;
+    let width = fields.len();
+    let index: std::collections::HashMap<&str, usize> = fields
+        .iter()
+        .enumerate()
+        .map(|(column, field)| (*field, column))
+        .collect();
+    let mut cells = vec![NULL; records.len() * width];
+    // `order[i]`: the column of the previous record's i-th field.
+    let mut order: Vec<usize> = Vec::new();
+    for (row, record) in records.iter().enumerate() {
+        let slots = &mut cells[row * width..(row + 1) * width];
+        for (position, (field, value)) in record.iter().enumerate() {
+            let predicted = order
+                .get(position)
+                .copied()
+                .filter(|&column| column < width && fields[column] == field.as_str());
+            let Some(column) = predicted.or_else(|| index.get(field.as_str()).copied()) else {
+                continue;
+            };
+            slots[column] = value;
+            match order.get_mut(position) {
+                Some(slot) => *slot = column,
+                None => order.push(column),
+            }
+        }
+    }
+    cells
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn record_cells_follow_field_order_changes() {
+        let records: Vec<Record> = [
+            json!({"a": 1, "b": 2, "c": 3}),
+            json!({"a": 4, "b": 5, "c": 6}),
+            json!({"c": 7, "a": 8}),
+            json!({"x": 0, "b": 9}),
+        ]
+        .into_iter()
+        .map(|value| value.as_object().unwrap().clone())
+        .collect();
+        let cells = record_cells(&records, &["a", "b", "c"]);
+        let shown: Vec<String> = cells.iter().map(|value| value.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "1", "2", "3", "4", "5", "6", "8", "null", "7", "null", "9", "null"
+            ]
+        );
+    }
 
     const DUCKDB: Dialect = Dialect {
         numbers: NumericLimits {

@@ -20,6 +20,7 @@ use duckdb::Connection;
 use serde_json::Value;
 
 use super::columns::{TrackedColumn, plan_columns};
+use super::fresh::FreshTable;
 use super::{
     Chunk, ColumnInfo, Destination, DestinationError, EntityTarget, RowQuery, RunOutcome,
     RunRecord, RunStatus, StateRow, StoredRow, TableRef,
@@ -31,6 +32,8 @@ use table::qualified;
 pub struct DuckDbDestination {
     path: String,
     session: Arc<Mutex<registry::Session>>,
+    /// The table this run created, whose chunks skip the upsert.
+    fresh: FreshTable,
 }
 
 impl DuckDbDestination {
@@ -50,6 +53,7 @@ impl DuckDbDestination {
         Ok(DuckDbDestination {
             path: path.to_string(),
             session: Arc::new(Mutex::new(session)),
+            fresh: FreshTable::default(),
         })
     }
 
@@ -105,6 +109,8 @@ pub(crate) use super::step::Step;
 pub(crate) struct StepError {
     step: Step,
     detail: String,
+    /// An append met a key already in the table.
+    conflict: bool,
 }
 
 pub(crate) type StepResult<T> = Result<T, StepError>;
@@ -117,11 +123,21 @@ impl StepError {
         StepError {
             step,
             detail: error.to_string(),
+            conflict: false,
         }
     }
 
     fn message(step: Step, detail: String) -> StepError {
-        StepError { step, detail }
+        StepError {
+            step,
+            detail,
+            conflict: false,
+        }
+    }
+
+    /// Whether the write failed on a key already in the table.
+    fn is_conflict(&self) -> bool {
+        self.conflict
     }
 
     fn into_destination_error(self, url: &str, table: &str) -> DestinationError {
@@ -244,12 +260,30 @@ impl Destination for DuckDbDestination {
         chunk: Chunk,
     ) -> Result<(), DestinationError> {
         let (url, target, run_id) = (self.url(), target.clone(), run_id.to_string());
-        self.blocking(Access::Write, move |connection, catalog| {
-            write_chunk(connection, catalog, &target, &run_id, &chunk).map_err(|error| {
-                error.into_destination_error(&url, &write_table(&target).to_string())
+        let mut fresh = std::mem::take(&mut self.fresh);
+        let (written, fresh) = self
+            .blocking(Access::Write, move |connection, catalog| {
+                let table = write_table(&target);
+                let appending = fresh.allows_append(&table);
+                let mut written =
+                    write_chunk(connection, catalog, &target, &run_id, &chunk, &mut fresh);
+                if appending && written.as_ref().is_err_and(StepError::is_conflict) {
+                    // The transaction rolled back; the chunk goes again, as upserts.
+                    tracing::info!(
+                        table = %table,
+                        "a chunk met a key already in the table; this run upserts from now on"
+                    );
+                    fresh.conflicted();
+                    written =
+                        write_chunk(connection, catalog, &target, &run_id, &chunk, &mut fresh);
+                }
+                let written =
+                    written.map_err(|error| error.into_destination_error(&url, &table.to_string()));
+                Ok((written, fresh))
             })
-        })
-        .await
+            .await?;
+        self.fresh = fresh;
+        written
     }
 
     async fn finish_run(
@@ -326,11 +360,12 @@ fn write_chunk(
     target: &EntityTarget,
     run_id: &str,
     chunk: &Chunk,
+    fresh: &mut FreshTable,
 ) -> StepResult<()> {
     let now = Utc::now();
     let transaction = connection.transaction().step(Step::Begin)?;
     if !chunk.records.is_empty() || !chunk.deletions.is_empty() {
-        write_rows(&transaction, catalog, target, chunk, now)?;
+        write_rows(&transaction, catalog, target, chunk, now, fresh)?;
     }
     bookkeeping::upsert_state(
         &transaction,
@@ -354,6 +389,7 @@ fn write_rows(
     target: &EntityTarget,
     chunk: &Chunk,
     now: DateTime<Utc>,
+    fresh: &mut FreshTable,
 ) -> StepResult<()> {
     let table = write_table(target);
     let keyed = !target.primary_key.is_empty();
@@ -396,6 +432,7 @@ fn write_rows(
         table::evolve(connection, catalog, &table, &shape, &plan, &key_columns)?;
     } else {
         table::create(connection, catalog, &table, &plan, &key_columns)?;
+        fresh.created(&table);
     }
     if !shape.exists || !plan.widened.is_empty() || !plan.added.is_empty() {
         bookkeeping::save_columns(connection, &table, &plan.columns, &now)
@@ -411,7 +448,8 @@ fn write_rows(
         synced_at: now,
     };
     if !chunk.records.is_empty() {
-        load::write_records(connection, &load_target, &chunk.records)?;
+        let append = fresh.allows_append(&table);
+        load::write_records(connection, &load_target, &chunk.records, append)?;
     }
     if !chunk.deletions.is_empty() {
         if keyed {

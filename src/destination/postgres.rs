@@ -26,8 +26,8 @@ use serde_json::Value;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
 
-use super::fresh::FreshTable;
 use super::columns::{DELETED_AT, SYNCED_AT, TrackedColumn, plan_columns, quote_ident};
+use super::fresh::FreshTable;
 use super::{
     Chunk, ColumnInfo, Destination, DestinationError, EntityTarget, RowQuery, RunOutcome,
     RunRecord, RunStatus, StateRow, StoredRow, TableRef,

@@ -612,7 +612,11 @@ async fn repeated_key_in_new_table(backend: &dyn Backend) {
                WHERE two."id" = 2 AND three."id" = 3 AND two."_ferry_synced_at" > three."_ferry_synced_at""#,
         )
         .await;
-    assert_eq!(later, [row(&[Some("1")])], "the rewritten row has the later sync time");
+    assert_eq!(
+        later,
+        [row(&[Some("1")])],
+        "the rewritten row has the later sync time"
+    );
     let state = destination.read_state("flow", "items").await.unwrap();
     assert_eq!(state, Some(json!({ "done": true })));
 }
