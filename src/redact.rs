@@ -78,6 +78,12 @@ fn encoded_forms(secret: &str) -> Vec<String> {
     forms
 }
 
+/// Secrets shorter than this are masked only where they stand as a word
+/// of their own. A short password such as `bench` would otherwise mask the
+/// flow `bench_stripe` and every path through a `bench` folder; a long
+/// token is masked wherever it occurs.
+const WORD_ONLY_BELOW: usize = 16;
+
 /// Returns `text` with every registered secret replaced by `***`.
 pub fn redact(text: &str) -> String {
     let secrets = registry()
@@ -86,9 +92,38 @@ pub fn redact(text: &str) -> String {
     let mut output = text.to_string();
     for secret in secrets.iter() {
         if output.contains(secret.as_str()) {
-            output = output.replace(secret.as_str(), MASK);
+            output = mask(&output, secret);
         }
     }
+    output
+}
+
+/// Masks the occurrences of `secret` in `text`: all of them for a long
+/// secret, those not inside a longer word for a short one.
+fn mask(text: &str, secret: &str) -> String {
+    if secret.len() >= WORD_ONLY_BELOW {
+        return text.replace(secret, MASK);
+    }
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut output = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (start, _) in text.match_indices(secret) {
+        if start < copied {
+            continue; // overlaps the previous occurrence, which was masked
+        }
+        let end = start + secret.len();
+        let glued_before = text[..start].chars().next_back().is_some_and(word)
+            && secret.chars().next().is_some_and(word);
+        let glued_after = text[end..].chars().next().is_some_and(word)
+            && secret.chars().next_back().is_some_and(word);
+        if glued_before || glued_after {
+            continue;
+        }
+        output.push_str(&text[copied..start]);
+        output.push_str(MASK);
+        copied = end;
+    }
+    output.push_str(&text[copied..]);
     output
 }
 
@@ -262,6 +297,25 @@ mod tests {
         assert_eq!(
             redact("access_token_old_1 access_token_new_2"),
             "access_token_old_1 ***"
+        );
+    }
+
+    #[test]
+    fn short_secret_inside_a_word_stays() {
+        register("benchpw");
+        assert_eq!(
+            redact("flow benchpw_stripe at /srv/benchpw/ferry.d: postgres://u:benchpw@h benchpw"),
+            "flow benchpw_stripe at /srv/***/ferry.d: postgres://u:***@h ***"
+        );
+        assert_eq!(redact("xbenchpw benchpwx benchpw."), "xbenchpw benchpwx ***.");
+    }
+
+    #[test]
+    fn long_secret_is_masked_inside_words() {
+        register("sk_live_0123456789abcdef");
+        assert_eq!(
+            redact("token=xsk_live_0123456789abcdefx"),
+            "token=x***x"
         );
     }
 

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use super::columns::{TrackedColumn, plan_columns};
 use super::fresh::FreshTable;
+use super::drop_in_background;
 use super::{
     Chunk, ColumnInfo, Destination, DestinationError, EntityTarget, RowQuery, RunOutcome,
     RunRecord, RunStatus, StateRow, StoredRow, TableRef,
@@ -279,6 +280,7 @@ impl Destination for DuckDbDestination {
                 }
                 let written =
                     written.map_err(|error| error.into_destination_error(&url, &table.to_string()));
+                drop_in_background(chunk);
                 Ok((written, fresh))
             })
             .await?;

@@ -28,6 +28,7 @@ use tokio_postgres::{Client, Transaction};
 
 use super::columns::{DELETED_AT, SYNCED_AT, TrackedColumn, plan_columns, quote_ident};
 use super::fresh::FreshTable;
+use super::drop_in_background;
 use super::{
     Chunk, ColumnInfo, Destination, DestinationError, EntityTarget, RowQuery, RunOutcome,
     RunRecord, RunStatus, StateRow, StoredRow, TableRef,
@@ -296,6 +297,7 @@ impl Destination for PostgresDestination {
             written = write_chunk(client, target, run_id, &mut chunk, &mut fresh).await;
         }
         self.fresh = fresh;
+        drop_in_background(chunk);
         written.map_err(|error| error.into_destination_error(&shown, &table.to_string()))
     }
 
