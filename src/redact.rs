@@ -307,16 +307,16 @@ mod tests {
             redact("flow benchpw_stripe at /srv/benchpw/ferry.d: postgres://u:benchpw@h benchpw"),
             "flow benchpw_stripe at /srv/***/ferry.d: postgres://u:***@h ***"
         );
-        assert_eq!(redact("xbenchpw benchpwx benchpw."), "xbenchpw benchpwx ***.");
+        assert_eq!(
+            redact("xbenchpw benchpwx benchpw."),
+            "xbenchpw benchpwx ***."
+        );
     }
 
     #[test]
     fn long_secret_is_masked_inside_words() {
         register("sk_live_0123456789abcdef");
-        assert_eq!(
-            redact("token=xsk_live_0123456789abcdefx"),
-            "token=x***x"
-        );
+        assert_eq!(redact("token=xsk_live_0123456789abcdefx"), "token=x***x");
     }
 
     #[test]

@@ -20,6 +20,13 @@ pub struct ListArgs {
     json: bool,
 }
 
+impl ListArgs {
+    /// Whether `--json` was given.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum ListWhat {
     /// Built-in connectors and those in the config folder (the default).

@@ -197,10 +197,26 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let json = cli.command.prints_json();
     let result = runtime.block_on(dispatch(cli.command, logs));
     match result {
         Ok(code) => code,
+        Err(failure) if json => failure.report_json(),
         Err(failure) => failure.report(),
+    }
+}
+
+impl Command {
+    /// Whether the command was asked for JSON output (`--json`).
+    fn prints_json(&self) -> bool {
+        match self {
+            Command::Sync(args) => args.json(),
+            Command::Check { json, .. } => *json,
+            Command::List(args) => args.json(),
+            Command::Preview(args) => args.json(),
+            Command::State(args) => args.json(),
+            _ => false,
+        }
     }
 }
 

@@ -44,6 +44,24 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// Reports the failure for a command run with `--json`: the text on
+    /// stderr as without it, and `{"ok": false, "errors": [{"message"}]}`
+    /// on stdout (the shape `ferry check --json` prints), so a script that
+    /// parses stdout gets JSON whatever happened.
+    pub fn report_json(self) -> ExitCode {
+        let messages: Vec<serde_json::Value> = match &self {
+            Failure::Input(messages) => messages
+                .iter()
+                .map(|message| serde_json::json!({ "message": message }))
+                .collect(),
+            Failure::Run(message) => vec![serde_json::json!({ "message": message })],
+        };
+        print_json(&serde_json::json!({ "ok": false, "errors": messages }));
+        self.report()
+    }
+}
+
 /// Prints a JSON value on stdout, secrets masked.
 pub fn print_json(value: &serde_json::Value) {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_string());

@@ -28,6 +28,13 @@ pub struct PreviewArgs {
     json: bool,
 }
 
+impl PreviewArgs {
+    /// Whether `--json` was given.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
 /// Splits `key=value` arguments.
 pub fn parse_settings(settings: &[String]) -> Result<Vec<(String, String)>, Failure> {
     settings

@@ -18,6 +18,13 @@ pub struct StateArgs {
     action: StateAction,
 }
 
+impl StateArgs {
+    /// Whether `--json` was given (`state show` has it).
+    pub fn json(&self) -> bool {
+        matches!(self.action, StateAction::Show { json: true, .. })
+    }
+}
+
 #[derive(Debug, Args)]
 struct Target {
     /// Flow name (for `sync -s CONNECTOR`, the connector's name).

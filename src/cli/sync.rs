@@ -44,6 +44,13 @@ pub struct SyncArgs {
     json: bool,
 }
 
+impl SyncArgs {
+    /// Whether `--json` was given.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
 pub async fn execute(args: SyncArgs, logs: Logs) -> Result<ExitCode, Failure> {
     let loaded = args.config.load()?;
     let flow = match (&args.flow, &args.source) {

@@ -20,8 +20,8 @@ use duckdb::Connection;
 use serde_json::Value;
 
 use super::columns::{TrackedColumn, plan_columns};
-use super::fresh::FreshTable;
 use super::drop_in_background;
+use super::fresh::FreshTable;
 use super::{
     Chunk, ColumnInfo, Destination, DestinationError, EntityTarget, RowQuery, RunOutcome,
     RunRecord, RunStatus, StateRow, StoredRow, TableRef,

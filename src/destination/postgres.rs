@@ -27,8 +27,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
 
 use super::columns::{DELETED_AT, SYNCED_AT, TrackedColumn, plan_columns, quote_ident};
-use super::fresh::FreshTable;
 use super::drop_in_background;
+use super::fresh::FreshTable;
 use super::{
     Chunk, ColumnInfo, Destination, DestinationError, EntityTarget, RowQuery, RunOutcome,
     RunRecord, RunStatus, StateRow, StoredRow, TableRef,

@@ -103,6 +103,20 @@ fn unknown_entity_exits_2() {
 }
 
 #[test]
+fn unknown_entity_with_json_prints_json() {
+    let dir = folder("http://127.0.0.1:9", "tok_abcdef");
+    let output = run(ferry(&["sync", "test", "-e", "itms", "--json", "--config"]).arg(dir.path()));
+    assert_eq!(output.status.code(), Some(2));
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["ok"], false);
+    let errors = printed["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1);
+    let message = errors[0]["message"].as_str().unwrap();
+    assert!(message.contains("did you mean \"items\"?"), "{message}");
+    assert!(text(&output.stderr).contains("did you mean \"items\"?"));
+}
+
+#[test]
 fn missing_variable_exits_2_before_requests() {
     let dir = folder("http://127.0.0.1:9", "${NOT_SET_ANYWHERE_42}");
     let output = run(ferry(&["sync", "test", "--config"])
