@@ -263,6 +263,7 @@ impl Launcher for FlowRunner {
                 .list_runs(Some(&flow.name), HISTORY_ROWS)
                 .await
                 .map_err(|error| crate::redact::redact(&error.to_string()))?;
+            self.status.seed(&flow.name, &runs);
             Ok(last_run(&flow, &runs))
         };
         let limit = HISTORY_PATIENCE + Duration::from_secs(15);

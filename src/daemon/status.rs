@@ -1,9 +1,9 @@
 //! What `GET /flows` reports: per flow, its schedule and whether it runs;
 //! per entity, its last run.
 //!
-//! The board lives in memory, so after a restart an entity shows no last
-//! run until it runs again (`_ferry.runs` in the destination keeps the
-//! full history).
+//! The board lives in memory. After a restart it starts from the newest
+//! `_ferry.runs` row of each entity, read when the daemon checks whether a
+//! flow's schedule missed a run.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
@@ -11,6 +11,7 @@ use std::sync::{Mutex, PoisonError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::destination::RunRecord;
 use crate::sync::RunReport;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -63,6 +64,37 @@ impl StatusBoard {
                     .map(|error| crate::redact::redact(&error.message)),
             },
         );
+    }
+
+    /// Fills in the entities that have no run since the daemon started
+    /// from `runs`, rows of `_ferry.runs` of the flow.
+    pub fn seed(&self, flow: &str, runs: &[RunRecord]) {
+        let mut flows = self.flows.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = flows.entry(flow.to_string()).or_default();
+        for run in runs {
+            if state.entities.contains_key(&run.entity)
+                || runs
+                    .iter()
+                    .any(|other| other.entity == run.entity && other.started_at > run.started_at)
+            {
+                continue;
+            }
+            let duration = run
+                .finished_at
+                .map(|finished| (finished - run.started_at).as_seconds_f64())
+                .unwrap_or_default();
+            state.entities.insert(
+                run.entity.clone(),
+                EntityState {
+                    run_id: run.run_id.clone(),
+                    started_at: run.started_at,
+                    outcome: run.status.clone(),
+                    records: run.records,
+                    duration_seconds: duration,
+                    error: run.error.as_ref().map(|error| crate::redact::redact(error)),
+                },
+            );
+        }
     }
 
     /// Forgets flows that are no longer in the config.

@@ -223,6 +223,48 @@ fn sigterm_during_sync_exits_zero_and_resumes() {
 }
 
 #[test]
+fn flows_show_last_run_from_history_after_restart() {
+    let api = ShopApi::start(customers(4), 2, Duration::from_millis(1));
+    let folder = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("warehouse.duckdb");
+    write(folder.path(), "shop.yaml", &shop_connector("stripe"));
+    write(
+        folder.path(),
+        "a.yaml",
+        &shop_flow("a", &api.base, &db, "every: 1h\n"),
+    );
+    let mut daemon = Daemon::start(folder.path(), &[]);
+    daemon.wait_for(PATIENCE, "the first run succeeds", || {
+        last_outcome(&daemon, "a", "customers").as_deref() == Some("succeeded")
+    });
+    daemon.signal("TERM");
+    assert_eq!(
+        daemon.wait_exit(PATIENCE),
+        Some(0),
+        "logs:\n{}",
+        daemon.logs()
+    );
+    let requests = api.requests().len();
+    let run_id = query(&db, "SELECT run_id FROM _ferry.runs")[0][0].clone();
+
+    let restarted = Daemon::start(folder.path(), &[]);
+    restarted.wait_for(PATIENCE, "the last run is read from _ferry.runs", || {
+        last_outcome(&restarted, "a", "customers").is_some()
+    });
+    let flows = restarted.get_json("/flows");
+    let last = &flows["flows"][0]["entities"][0]["last_run"];
+    assert_eq!(last["outcome"], "succeeded");
+    assert_eq!(last["records"], 4);
+    assert_eq!(last["run_id"].as_str(), Some(run_id.trim_matches('"')));
+    assert_eq!(
+        api.requests().len(),
+        requests,
+        "the hourly flow did not run again"
+    );
+}
+
+#[test]
 fn metrics_count_the_work_done() {
     let api = ShopApi::start(customers(5), 2, Duration::from_millis(1));
     let folder = tempfile::tempdir().unwrap();
