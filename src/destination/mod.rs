@@ -23,6 +23,7 @@ pub mod duckdb;
 mod fresh;
 pub mod postgres;
 mod step;
+mod upsert;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -28,6 +28,7 @@ use crate::destination::columns::{
     CellError, ColumnKind, DELETED_AT, ExactNumber, SYNCED_AT, TrackedColumn, cell_text,
     field_value, json_type_name, quote_ident, record_cells, timestamp_text,
 };
+use crate::destination::upsert::on_conflict_update;
 use crate::engine::Record;
 use crate::spec::plan::FieldType;
 use serde_json::Value;
@@ -98,17 +99,6 @@ pub fn write_records(
         quote_ident(DELETED_AT),
         values.join(", "),
     );
-    let keys: Vec<&str> = target.keys.iter().map(|&key| names[key].as_str()).collect();
-    let updates: Vec<String> = names
-        .iter()
-        .enumerate()
-        .filter(|(index, _)| !target.keys.contains(index))
-        .map(|(_, name)| format!("{name} = excluded.{name}"))
-        .chain([
-            format!("{0} = excluded.{0}", quote_ident(SYNCED_AT)),
-            format!("{} = NULL", quote_ident(DELETED_AT)),
-        ])
-        .collect();
     if distinct != Some(true) {
         // DuckDB rejects an upsert that touches one row twice, so the last
         // record of each key is picked first, comparing keys as cast.
@@ -122,11 +112,7 @@ pub fn write_records(
             partition.join(", ")
         ));
     }
-    sql.push_str(&format!(
-        " ON CONFLICT ({}) DO UPDATE SET {}",
-        keys.join(", "),
-        updates.join(", ")
-    ));
+    sql.push_str(&on_conflict_update(&names, target.keys));
     connection
         .execute_batch(&sql)
         .map_err(|error| StepError::duckdb(Step::Upsert, error))?;

@@ -25,6 +25,7 @@ use crate::destination::columns::{
     ColumnKind, DELETED_AT, ExactNumber, SYNCED_AT, TrackedColumn, cell_text, field_value,
     json_type_name, quote_ident,
 };
+use crate::destination::upsert::on_conflict_update;
 use crate::engine::Record;
 use crate::spec::plan::FieldType;
 
@@ -100,22 +101,7 @@ pub async fn write_records(
     let step = if target.keys.is_empty() {
         Step::Insert
     } else {
-        let keys: Vec<&str> = target.keys.iter().map(|&key| names[key].as_str()).collect();
-        let updates: Vec<String> = names
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| !target.keys.contains(index))
-            .map(|(_, name)| format!("{name} = excluded.{name}"))
-            .chain([
-                format!("{0} = excluded.{0}", quote_ident(SYNCED_AT)),
-                format!("{} = NULL", quote_ident(DELETED_AT)),
-            ])
-            .collect();
-        sql.push_str(&format!(
-            " ON CONFLICT ({}) DO UPDATE SET {}",
-            keys.join(", "),
-            updates.join(", ")
-        ));
+        sql.push_str(&on_conflict_update(&names, target.keys));
         Step::Upsert
     };
     transaction
