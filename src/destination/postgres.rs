@@ -452,6 +452,15 @@ async fn write_chunk(
 ) -> StepResult<()> {
     let started = std::time::Instant::now();
     let transaction = client.transaction().await.step(Step::Begin)?;
+    // A chunk's commit does not wait for its WAL flush. A server crash
+    // may then lose the last chunks, but rows and state together, so the
+    // next run fetches those pages again; `finish_run` commits with the
+    // flush, which makes every earlier chunk durable before ferry reports
+    // the run.
+    transaction
+        .batch_execute("SET LOCAL synchronous_commit = off")
+        .await
+        .step(Step::Begin)?;
     check_run_current(&transaction, target, run_id).await?;
     lock_table(&transaction, &write_table(target)).await?;
     // Taken once the table's earlier writes committed, so sync times
