@@ -471,7 +471,10 @@ impl HttpClient {
         {
             return Err(too_large());
         }
-        let mut body = BytesMut::new();
+        // Sized from the declared length: growing from empty copied each
+        // page about twice, into memory the system had to zero first.
+        let declared = response.content_length().unwrap_or(0).min(limit);
+        let mut body = BytesMut::with_capacity(usize::try_from(declared).unwrap_or(0));
         while let Some(chunk) = response
             .chunk()
             .await
