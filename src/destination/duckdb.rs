@@ -364,11 +364,13 @@ fn write_chunk(
     chunk: &Chunk,
     fresh: &mut FreshTable,
 ) -> StepResult<()> {
+    let started = std::time::Instant::now();
     let now = Utc::now();
     let transaction = connection.transaction().step(Step::Begin)?;
     if !chunk.records.is_empty() || !chunk.deletions.is_empty() {
         write_rows(&transaction, catalog, target, chunk, now, fresh)?;
     }
+    let rows_written = started.elapsed();
     bookkeeping::upsert_state(
         &transaction,
         &target.flow,
@@ -379,7 +381,17 @@ fn write_chunk(
     .step(Step::SaveState)?;
     bookkeeping::add_run_records(&transaction, run_id, chunk.records.len() as u64)
         .step(Step::SaveRun)?;
-    transaction.commit().step(Step::Commit)
+    let before_commit = started.elapsed();
+    transaction.commit().step(Step::Commit)?;
+    tracing::debug!(
+        table = %write_table(target),
+        records = chunk.records.len(),
+        rows_ms = rows_written.as_millis() as u64,
+        commit_ms = (started.elapsed() - before_commit).as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "committed chunk"
+    );
+    Ok(())
 }
 
 /// Creates or evolves the table for the chunk, then loads its records and

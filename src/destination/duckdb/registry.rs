@@ -17,8 +17,6 @@ use duckdb::{Config, Connection};
 
 use crate::destination::DestinationError;
 
-/// Open databases by canonical path. Entries are weak so the file closes
-/// (and its lock is released) once the last destination using it is gone.
 /// The write-ahead log size at which DuckDB checkpoints. Its default
 /// (16 MB) checkpoints every few chunks, and each checkpoint compresses
 /// the table's growing last row group again (a fifth of a 100,000-record
@@ -26,6 +24,14 @@ use crate::destination::DestinationError;
 /// left to grow without bound either.
 const CHECKPOINT_THRESHOLD: &str = "256MB";
 
+/// DuckDB's worker threads. ferry's statements are chunk appends and small
+/// bookkeeping queries, which one thread runs as fast; with more, the
+/// writing thread spun waiting for the workers (a tenth of its time), and
+/// the workers took the cores that fetch and parse the next pages.
+const THREADS: &str = "1";
+
+/// Open databases by canonical path. Entries are weak so the file closes
+/// (and its lock is released) once the last destination using it is gone.
 static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<SharedDatabase>>>> =
     LazyLock::new(Mutex::default);
 
@@ -70,7 +76,7 @@ pub fn connect(path: &str) -> Result<Session, DestinationError> {
     let shared = match open.get(&key).and_then(Weak::upgrade) {
         Some(shared) => shared,
         None => {
-            let connection = Connection::open_with_flags(&key, offline_config(path)?)
+            let connection = Connection::open_with_flags(&key, database_config(path)?)
                 .map_err(|error| open_error(path, error))?;
             let shared = Arc::new(SharedDatabase {
                 root: Mutex::new(connection),
@@ -98,14 +104,16 @@ pub fn connect(path: &str) -> Result<Session, DestinationError> {
     })
 }
 
-/// Turns off DuckDB's extension autoloading and autoinstalling, which
-/// would download an extension (ICU for a time zone setting) from the
-/// network. JSON is compiled in, so ferry needs none.
-fn offline_config(path: &str) -> Result<Config, DestinationError> {
+/// The database's settings: extension autoloading and autoinstalling off,
+/// because they would download an extension (ICU for a time zone setting)
+/// from the network and JSON is compiled in, so ferry needs none; then the
+/// checkpoint threshold and thread count above.
+fn database_config(path: &str) -> Result<Config, DestinationError> {
     let config = Config::default()
         .enable_autoload_extension(false)
         .and_then(|config| config.with("autoinstall_known_extensions", "false"))
-        .and_then(|config| config.with("checkpoint_threshold", CHECKPOINT_THRESHOLD));
+        .and_then(|config| config.with("checkpoint_threshold", CHECKPOINT_THRESHOLD))
+        .and_then(|config| config.with("threads", THREADS));
     config.map_err(|error| {
         DestinationError::Connect(format!(
             "duckdb://{path}: configuring DuckDB failed: {error}"
