@@ -30,6 +30,14 @@ const CHECKPOINT_THRESHOLD: &str = "256MB";
 /// the workers took the cores that fetch and parse the next pages.
 const THREADS: &str = "1";
 
+/// DuckDB's memory limit, unless `FERRY_DUCKDB_MEMORY_LIMIT` sets another
+/// (any DuckDB size, such as `1GB`). DuckDB's own default is 80 % of the
+/// machine's memory, and rows not yet checkpointed stay in it: a
+/// 1,000,000-record sync reached 1 GB. Past the limit DuckDB moves them
+/// to its temporary folder beside the file (`FILE.tmp`).
+const MEMORY_LIMIT: &str = "256MB";
+const MEMORY_LIMIT_VARIABLE: &str = "FERRY_DUCKDB_MEMORY_LIMIT";
+
 /// Open databases by canonical path. Entries are weak so the file closes
 /// (and its lock is released) once the last destination using it is gone.
 static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<SharedDatabase>>>> =
@@ -104,16 +112,50 @@ pub fn connect(path: &str) -> Result<Session, DestinationError> {
     })
 }
 
+/// The memory limit: the environment's, else [`MEMORY_LIMIT`].
+fn memory_limit(path: &str) -> Result<String, DestinationError> {
+    let Some(limit) = std::env::var(MEMORY_LIMIT_VARIABLE)
+        .ok()
+        .map(|limit| limit.trim().to_string())
+        .filter(|limit| !limit.is_empty())
+    else {
+        return Ok(MEMORY_LIMIT.to_string());
+    };
+    if is_size(&limit) {
+        return Ok(limit);
+    }
+    Err(DestinationError::Connect(format!(
+        "duckdb://{path}: {MEMORY_LIMIT_VARIABLE}={limit:?} is not a size; \
+         use a number and a unit, such as 512MB or 2GB, or unset it for {MEMORY_LIMIT}"
+    )))
+}
+
+/// Whether `text` is a size DuckDB reads: a number, then B, KB, MB, GB,
+/// TB or their KiB forms, in any case.
+fn is_size(text: &str) -> bool {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let units = [
+        "b", "kb", "mb", "gb", "tb", "kib", "mib", "gib", "tib", "bytes",
+    ];
+    number.parse::<f64>().is_ok_and(|value| value > 0.0)
+        && units.contains(&unit.trim().to_ascii_lowercase().as_str())
+}
+
 /// The database's settings: extension autoloading and autoinstalling off,
 /// because they would download an extension (ICU for a time zone setting)
 /// from the network and JSON is compiled in, so ferry needs none; then the
-/// checkpoint threshold and thread count above.
+/// checkpoint threshold, thread count and memory limit above.
 fn database_config(path: &str) -> Result<Config, DestinationError> {
+    let memory_limit = memory_limit(path)?;
     let config = Config::default()
         .enable_autoload_extension(false)
         .and_then(|config| config.with("autoinstall_known_extensions", "false"))
         .and_then(|config| config.with("checkpoint_threshold", CHECKPOINT_THRESHOLD))
-        .and_then(|config| config.with("threads", THREADS));
+        .and_then(|config| config.with("threads", THREADS))
+        .and_then(|config| config.with("memory_limit", &memory_limit));
     config.map_err(|error| {
         DestinationError::Connect(format!(
             "duckdb://{path}: configuring DuckDB failed: {error}"
@@ -153,5 +195,20 @@ fn open_error(path: &str, error: duckdb::Error) -> DestinationError {
         DestinationError::Locked(message)
     } else {
         DestinationError::Connect(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_duckdb_reads() {
+        for size in ["256MB", "2GB", "1.5 GiB", "512mb", "1000000b"] {
+            assert!(is_size(size), "{size}");
+        }
+        for size in ["lots", "MB", "0MB", "12", "5 parsecs", "-1GB"] {
+            assert!(!is_size(size), "{size}");
+        }
     }
 }
