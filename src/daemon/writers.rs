@@ -40,14 +40,23 @@ pub struct DestinationQueue {
     files: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Run slots: the global limit on entity runs at once.
     slots: Arc<Semaphore>,
+    /// The limit on destinations open outside the run slots at once.
+    outside: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
+
+/// Destinations open outside the run slots at once (history reads at
+/// start, webhook writes). Each holds a database session; a daemon
+/// starting 200 flows opened 200 DuckDB sessions on 200 threads to read
+/// their histories and peaked at 1.4 GB resident.
+const OUTSIDE_SLOTS: usize = 4;
 
 impl DestinationQueue {
     pub fn new(max_runs: usize, metrics: Arc<Metrics>) -> DestinationQueue {
         DestinationQueue {
             files: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(max_runs.max(1))),
+            outside: Arc::new(Semaphore::new(OUTSIDE_SLOTS)),
             metrics,
         }
     }
@@ -64,19 +73,29 @@ impl DestinationQueue {
     }
 
     /// Opens a destination outside the run slots (webhook writes, history
-    /// reads), in the file's queue. Waits while another process has locked
-    /// the DuckDB file, up to `patience` or until `shutdown` fires.
+    /// reads), in the file's queue, once fewer than [`OUTSIDE_SLOTS`] such
+    /// destinations are open. Waits while another process has locked the
+    /// DuckDB file, up to `patience` or until `shutdown` fires.
     pub async fn open_waiting(
         &self,
         url: &DestinationUrl,
         shutdown: &CancellationToken,
         patience: Option<Duration>,
     ) -> Result<Box<dyn Destination>, DestinationError> {
+        let slot = tokio::select! {
+            slot = self.outside.clone().acquire_owned() => slot.ok(),
+            _ = shutdown.cancelled() => None,
+        };
+        let Some(slot) = slot else {
+            return Err(DestinationError::Connect(
+                "ferry is stopping; the destination was not opened".to_string(),
+            ));
+        };
         let inner = self.open_raw(url, shutdown, patience).await?;
         Ok(Box::new(Queued {
             inner,
             file: self.file_lock(url),
-            _slot: None,
+            _slot: Some(slot),
             gauge: None,
         }))
     }

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use duckdb::Connection;
 use serde_json::Value;
+use tokio::sync::Semaphore;
 
 use super::columns::{TrackedColumn, plan_columns};
 use super::drop_in_background;
@@ -35,6 +36,8 @@ pub struct DuckDbDestination {
     session: Arc<Mutex<registry::Session>>,
     /// The table this run created, whose chunks skip the upsert.
     fresh: FreshTable,
+    /// Permits for calls on the file, shared by its destinations.
+    calls: Arc<Semaphore>,
 }
 
 impl DuckDbDestination {
@@ -51,10 +54,12 @@ impl DuckDbDestination {
             ))
         })?;
         drop(writer);
+        let calls = session.calls();
         Ok(DuckDbDestination {
             path: path.to_string(),
             session: Arc::new(Mutex::new(session)),
             fresh: FreshTable::default(),
+            calls,
         })
     }
 
@@ -78,7 +83,11 @@ impl DuckDbDestination {
         F: FnOnce(&mut Connection, &str) -> Result<T, DestinationError> + Send + 'static,
     {
         let session = Arc::clone(&self.session);
+        // The semaphore is never closed, so acquiring fails only if it
+        // were; the call then runs without a permit.
+        let permit = Arc::clone(&self.calls).acquire_owned().await.ok();
         let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut session = session.lock().unwrap_or_else(PoisonError::into_inner);
             let (_writer, connection, catalog) = session.borrow(access == Access::Write);
             work(connection, catalog)
