@@ -53,7 +53,9 @@ impl Settings {
             )))
         };
 
-        let mut parsed = url::Url::parse(url).map_err(|error| invalid(error.to_string()))?;
+        // Split by hand rather than with a URL parser, which rejects the
+        // host lists libpq accepts (`h1:5432,h2:5433`).
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut mode = SslMode::Prefer;
         let mut root_certificates = None;
         // The driver's parameters pass on exactly as written, because the
@@ -61,7 +63,6 @@ impl Settings {
         // would turn `+` into a space, and re-encoding would turn a space
         // into `+`.
         let mut kept = Vec::new();
-        let query = parsed.query().unwrap_or_default().to_string();
         for parameter in query.split('&').filter(|parameter| !parameter.is_empty()) {
             let (key, value) = parameter.split_once('=').unwrap_or((parameter, ""));
             let key = percent_decode_str(key).decode_utf8_lossy();
@@ -83,11 +84,12 @@ impl Settings {
                 _ => kept.push(parameter),
             }
         }
-        let kept = kept.join("&");
-        parsed.set_query((!kept.is_empty()).then_some(kept.as_str()));
-
+        let driver_url = match kept.join("&") {
+            kept if kept.is_empty() => base.to_string(),
+            kept => format!("{base}?{kept}"),
+        };
         let mut config =
-            Config::from_str(parsed.as_str()).map_err(|error| invalid(describe(&error)))?;
+            Config::from_str(&driver_url).map_err(|error| invalid(describe(&error)))?;
         config.ssl_mode(match mode {
             SslMode::Disable => DriverSslMode::Disable,
             SslMode::Prefer => DriverSslMode::Prefer,
@@ -248,6 +250,26 @@ mod tests {
         assert!(plain.tls.is_none());
         let default = Settings::from_url("postgres://u@h/app").unwrap();
         assert_eq!(default.config.get_ssl_mode(), DriverSslMode::Prefer);
+    }
+
+    #[test]
+    fn host_list_with_ports() {
+        let settings = Settings::from_url(
+            "postgres://u:pw@h1:5432,h2:5433/app?target_session_attrs=read-write",
+        )
+        .unwrap();
+        let hosts: Vec<String> = settings
+            .config
+            .get_hosts()
+            .iter()
+            .map(|host| match host {
+                Host::Tcp(name) => name.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(hosts, ["h1", "h2"]);
+        assert_eq!(settings.config.get_ports(), [5432, 5433]);
+        assert!(!settings.shown.contains("pw"), "{}", settings.shown);
     }
 
     #[test]
