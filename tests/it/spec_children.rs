@@ -206,6 +206,23 @@ fn excluded_parent_field_is_rejected() {
     );
 }
 
+#[test]
+fn excluded_embedded_field_is_rejected() {
+    let text = api_with(
+        "    path: /v1/invoices\n",
+        "    path: /v1/invoices\n    fields: { exclude: [lines], rename: { tags: labels } }\n",
+    );
+    let problems = errors(&[("api.yaml", &text)]);
+    // invoice_lines has a path, so it fetches what the table lacks; tags
+    // reads only the embedded list.
+    assert_eq!(
+        problems,
+        vec![
+            "api.yaml:27:57: parent field \"tags\" is stored as \"labels\" in the table of \"invoices\" (fields.rename); list \"labels\" and read it as {{parent.labels}}",
+        ]
+    );
+}
+
 /// Returns `API` with the invoices' `fields` set to `fields` and the
 /// `invoice_lines` child listing `listed` as its parent fields.
 fn api_with_parent_fields(fields: &str, listed: &str) -> String {
@@ -257,7 +274,7 @@ fn parent_field_renamed_onto_excluded_name() {
 fn parent_field_from_names_loads() {
     // `fields.names` renames `custom.cf_1` to `custom.<name>` at run time.
     let text = api_with_parent_fields(
-        "{ include: [id, custom.cf_1], names: { from: issues, id: id, name: name, prefix: custom. } }",
+        "{ include: [id, tags, custom.cf_1], names: { from: issues, id: id, name: name, prefix: custom. } }",
         "[id, custom.Industry]",
     );
     let loaded = loaded(&[("api.yaml", &text)]);
@@ -279,7 +296,7 @@ fn parent_field_left_out_is_rejected() {
         ]
     );
 
-    let text = api_with_parent_fields("{ include: [id, total] }", "[id, number]");
+    let text = api_with_parent_fields("{ include: [id, total, tags] }", "[id, number]");
     assert_eq!(
         errors(&[("api.yaml", &text)]),
         vec![

@@ -568,7 +568,35 @@ fn check_parent_tables(raw: &RawConnector, site: &Site, problems: &mut Problems)
                 ));
             }
         }
+        // A child with a path only loses its shortcut when the parent's
+        // table lacks the embedded field (each parent then costs a request);
+        // one without a path would never read a record.
+        let embedded_only = entity.path.is_none() && entity.graphql.is_none();
+        let embedded = link.embedded.as_deref().and_then(top_field);
+        if let Some(field) = embedded.filter(|_| embedded_only)
+            && let Some(reason) = missing_parent_column(rules, field)
+        {
+            problems.push(site.value(
+                &[section, child, "parent", "embedded"],
+                missing_column_message(&reason, field, &link.entity, child),
+            ));
+        }
     }
+}
+
+/// The top-level field a JSONPath starts with (`lines` in `$.lines.data`
+/// or `$['lines']`); `None` for `$` alone, wildcards and filters.
+fn top_field(path: &str) -> Option<&str> {
+    let rest = path.trim().strip_prefix('$')?;
+    let field = if let Some(dotted) = rest.strip_prefix('.') {
+        dotted.split(['.', '[']).next()?
+    } else {
+        let quoted = rest
+            .strip_prefix("['")
+            .or_else(|| rest.strip_prefix("[\""))?;
+        quoted.split(['\'', '"']).next()?
+    };
+    (!field.is_empty() && field != "*" && !field.starts_with('.')).then_some(field)
 }
 
 /// Explains why the table of `parent` has no column `field` for `child`.
@@ -686,5 +714,20 @@ fn check_parent_cycles(raw: &RawConnector, site: &Site, problems: &mut Problems)
             chain.push(parent);
             current = parent;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_field;
+
+    #[test]
+    fn top_field_of_paths() {
+        assert_eq!(top_field("$.lines"), Some("lines"));
+        assert_eq!(top_field("$.lines.data[*]"), Some("lines"));
+        assert_eq!(top_field("$['line items']"), Some("line items"));
+        assert_eq!(top_field("$"), None);
+        assert_eq!(top_field("$.*"), None);
+        assert_eq!(top_field("$..lines"), None);
     }
 }
