@@ -83,8 +83,8 @@ impl DuckDbDestination {
         F: FnOnce(&mut Connection, &str) -> Result<T, DestinationError> + Send + 'static,
     {
         let session = Arc::clone(&self.session);
-        // The semaphore is never closed, so acquiring fails only if it
-        // were; the call then runs without a permit.
+        // Acquiring fails only on a closed semaphore, and this one is never
+        // closed; without a permit the call would still run.
         let permit = Arc::clone(&self.calls).acquire_owned().await.ok();
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;

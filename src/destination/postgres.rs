@@ -50,6 +50,10 @@ pub struct PostgresDestination {
     locks: Option<LockSession>,
     /// The table this run created, whose chunks skip the upsert.
     fresh: FreshTable,
+    /// A statement failed because the server ended the session. The
+    /// client may not have noticed the closed socket yet, so the next call
+    /// connects again instead of asking it.
+    ended: bool,
 }
 
 impl PostgresDestination {
@@ -75,15 +79,17 @@ impl PostgresDestination {
             client,
             locks: None,
             fresh: FreshTable::default(),
+            ended: false,
         })
     }
 
     /// Returns the session, opening it again when it closed (the server
     /// restarted, or the connection broke).
     async fn client(&mut self) -> Result<&mut Client, DestinationError> {
-        if self.client.is_closed() {
+        if self.ended || self.client.is_closed() {
             tracing::warn!(destination = %self.settings.shown, "the PostgreSQL session closed; connecting again");
             self.client = self.settings.connect().await?;
+            self.ended = false;
         }
         Ok(&mut self.client)
     }
@@ -149,6 +155,9 @@ pub(crate) struct StepError {
     overtaken: bool,
     /// A row's key was already in the table (SQLSTATE 23505).
     conflict: bool,
+    /// The server ended the session (a closed socket, or SQLSTATE class
+    /// 57P: terminated by an administrator, shut down, crashed).
+    ended_session: bool,
 }
 
 pub(crate) type StepResult<T> = Result<T, StepError>;
@@ -160,6 +169,7 @@ impl StepError {
             detail,
             overtaken: false,
             conflict: false,
+            ended_session: false,
         }
     }
 
@@ -189,6 +199,10 @@ impl<T> StepExt<T> for Result<T, tokio_postgres::Error> {
     fn step(self, step: Step) -> StepResult<T> {
         self.map_err(|error| StepError {
             conflict: error.code() == Some(&SqlState::UNIQUE_VIOLATION),
+            ended_session: error.is_closed()
+                || error
+                    .code()
+                    .is_some_and(|code| code.code().starts_with("57P")),
             ..StepError::message(step, describe(&error))
         })
     }
@@ -268,6 +282,7 @@ impl Destination for PostgresDestination {
         let client = self.client().await?;
         let begun = begin_run(client, target, run).await;
         if let Err(error) = begun {
+            self.ended |= error.ended_session;
             self.release_lock(target).await;
             return Err(error.into_destination_error(&shown, &table_name));
         }
@@ -297,6 +312,7 @@ impl Destination for PostgresDestination {
             written = write_chunk(client, target, run_id, &mut chunk, &mut fresh).await;
         }
         self.fresh = fresh;
+        self.ended |= written.as_ref().is_err_and(|error| error.ended_session);
         drop_in_background(chunk);
         written.map_err(|error| error.into_destination_error(&shown, &table.to_string()))
     }
@@ -309,9 +325,13 @@ impl Destination for PostgresDestination {
     ) -> Result<(), DestinationError> {
         let shown = self.settings.shown.clone();
         let finished = match self.client().await {
-            Ok(client) => finish_run(client, target, run_id, &outcome)
-                .await
-                .map_err(|error| error.into_destination_error(&shown, &target.table.to_string())),
+            Ok(client) => {
+                let finished = finish_run(client, target, run_id, &outcome).await;
+                self.ended |= finished.as_ref().is_err_and(|error| error.ended_session);
+                finished.map_err(|error| {
+                    error.into_destination_error(&shown, &target.table.to_string())
+                })
+            }
             Err(error) => Err(error),
         };
         // The run is over either way, so another process may start it.
@@ -410,6 +430,7 @@ async fn check_run_current(
         ),
         overtaken: true,
         conflict: false,
+        ended_session: false,
     })
 }
 

@@ -3,9 +3,9 @@
 //! created (see `destination::fresh`) or into a temporary table that one
 //! `INSERT … SELECT … ON CONFLICT` moves into the entity table.
 //!
-//! Booleans, 64-bit integers and doubles travel typed; every other value
-//! travels as text, which keeps it exact: the column type's cast parses
-//! 128-bit integers, decimals and JSON from their source digits.
+//! Booleans, 64-bit integers and doubles travel typed. Every other value
+//! travels as text, which keeps it exact, because the column type's cast
+//! parses 128-bit integers, decimals and JSON from their source digits.
 
 use std::sync::Arc;
 
@@ -50,8 +50,8 @@ pub struct LoadTarget<'a> {
 /// Upserts `records` (the last record of a key wins, and replaces the
 /// whole row), or appends them when the table has no key. With `append`
 /// (the run created the table, see `destination::fresh`), a chunk whose
-/// keys are distinct is appended straight into the table too; a key
-/// already there fails the append with [`StepError::is_conflict`].
+/// keys are distinct is appended straight into the table too. A key
+/// already there then fails the append with [`StepError::is_conflict`].
 pub fn write_records(
     connection: &Connection,
     target: &LoadTarget,

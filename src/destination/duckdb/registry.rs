@@ -26,7 +26,7 @@ use crate::destination::DestinationError;
 const CHECKPOINT_THRESHOLD: &str = "256MB";
 
 /// DuckDB's worker threads. ferry's statements are chunk appends and small
-/// bookkeeping queries, which one thread runs as fast; with more, the
+/// bookkeeping queries, which one thread runs as fast. With more, the
 /// writing thread spun waiting for the workers (a tenth of its time), and
 /// the workers took the cores that fetch and parse the next pages.
 const THREADS: &str = "1";
@@ -45,9 +45,8 @@ static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<SharedDatabase>>>> =
     LazyLock::new(Mutex::default);
 
 /// Calls that may run on a file at once, each on a blocking thread of its
-/// own. More would only wait for DuckDB's locks and the writer lock: a
-/// daemon starting 200 flows on one file read their histories on 200
-/// threads and peaked at 1 GB resident.
+/// own. Further calls would only hold a thread (and its memory) while they
+/// wait for DuckDB's locks and the writer lock.
 const CALLS: usize = 4;
 
 /// What every destination of one file shares.
