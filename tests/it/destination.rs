@@ -210,6 +210,7 @@ macro_rules! every_contract_test {
                 duplicate_keys_last_wins,
                 repeated_key_in_new_table,
                 repeated_key_in_full_refresh,
+                key_widens_in_new_table,
                 append_only_keeps_every_record,
                 new_field_adds_column,
                 integer_widens_to_double,
@@ -651,6 +652,35 @@ async fn repeated_key_in_full_refresh(backend: &dyn Backend) {
             row(&[Some("1"), Some("a")]),
             row(&[Some("2"), Some("b2")]),
             row(&[Some("3"), Some("c")]),
+        ]
+    );
+}
+
+/// A run that created the table widens its key column in a later chunk,
+/// then repeats keys in the new spelling.
+async fn key_widens_in_new_table(backend: &dyn Backend) {
+    let mut destination = backend.open().await;
+    let target = target("w", "fresh", &["id"]);
+    sync(
+        destination.as_mut(),
+        &target,
+        &[
+            r#"[{"id": 1, "v": "a"}, {"id": 2, "v": "b"}]"#,
+            r#"[{"id": "x", "v": "c"}, {"id": "1", "v": "d"}]"#,
+            r#"[{"id": "2", "v": "e"}, {"id": "y", "v": "f"}]"#,
+        ],
+    )
+    .await;
+    let rows = backend
+        .query(r#"SELECT "id", "v" FROM "w"."fresh" ORDER BY "id""#)
+        .await;
+    assert_eq!(
+        rows,
+        [
+            row(&[Some("1"), Some("d")]),
+            row(&[Some("2"), Some("e")]),
+            row(&[Some("x"), Some("c")]),
+            row(&[Some("y"), Some("f")]),
         ]
     );
 }
