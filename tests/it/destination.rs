@@ -1969,3 +1969,70 @@ pub fn bench_record(index: usize) -> Record {
     });
     value.as_object().unwrap().clone()
 }
+
+/// Runs in a child process, because DuckDB's memory limit is read once per
+/// process: fills a keyed table until its index outgrows an 8 MB limit,
+/// then prints the error of a chunk written through ferry.
+#[tokio::test]
+#[ignore = "helper process for duckdb_memory_limit_error_names_setting"]
+async fn fill_duckdb_memory() {
+    let Ok(path) = std::env::var("FERRY_TEST_FILL_DUCKDB") else {
+        return;
+    };
+    let mut destination = DuckDbDestination::open(&path).unwrap();
+    let target = target("m", "items", &["id"]);
+    sync(&mut destination, &target, &[r#"[{"id": "first"}]"#]).await;
+    let connection = destination.connection().unwrap();
+    for start in (0..2_000_000).step_by(5_000) {
+        let sql = format!(
+            r#"INSERT INTO "m"."items" SELECT 'cus_' || md5(CAST(i AS VARCHAR)), now(), NULL
+               FROM range({start}, {}) r(i)"#,
+            start + 5_000
+        );
+        if connection.execute_batch(&sql).is_err() {
+            break;
+        }
+    }
+    let begun = destination
+        .begin_run(&target, &run("r2", &target, Utc::now()))
+        .await;
+    let written = match begun {
+        Ok(()) => {
+            let next = chunk(r#"[{"id": "next"}]"#, json!({}));
+            destination.write_chunk(&target, "r2", next).await
+        }
+        Err(error) => Err(error),
+    };
+    println!("written: {written:?}");
+}
+
+#[tokio::test]
+async fn duckdb_memory_limit_error_names_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir
+        .path()
+        .join("full.duckdb")
+        .to_string_lossy()
+        .into_owned();
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "destination::fill_duckdb_memory",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("FERRY_TEST_FILL_DUCKDB", &path)
+        .env("FERRY_DUCKDB_MEMORY_LIMIT", "8MB")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let written = stdout
+        .lines()
+        .find(|line| line.starts_with("written: "))
+        .unwrap_or_else(|| panic!("the helper printed no result: {stdout}"));
+    assert!(written.contains("Err("), "{written}");
+    assert!(
+        written.contains("FERRY_DUCKDB_MEMORY_LIMIT"),
+        "the error names the setting to raise: {written}"
+    );
+}
