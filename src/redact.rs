@@ -107,24 +107,43 @@ fn mask(text: &str, secret: &str) -> String {
     let word = |c: char| c.is_alphanumeric() || c == '_';
     let mut output = String::with_capacity(text.len());
     let mut copied = 0;
-    for (start, _) in text.match_indices(secret) {
-        if start < copied {
-            continue; // overlaps the previous occurrence, which was masked
-        }
+    let mut search = 0;
+    while let Some(found) = text[search..].find(secret) {
+        let start = search + found;
         let end = start + secret.len();
         let glued_before = text[..start].chars().next_back().is_some_and(word)
+            && !ends_with_escape(&text[..start])
             && secret.chars().next().is_some_and(word);
         let glued_after = text[end..].chars().next().is_some_and(word)
             && secret.chars().next_back().is_some_and(word);
         if glued_before || glued_after {
+            // An occurrence that overlaps this one may still stand alone.
+            search = start + text[start..].chars().next().map_or(1, char::len_utf8);
             continue;
         }
         output.push_str(&text[copied..start]);
         output.push_str(MASK);
         copied = end;
+        search = end;
     }
     output.push_str(&text[copied..]);
     output
+}
+
+/// Tells whether `text` ends with an escape for one character: `%XX`
+/// in a URL, or `\n`, `\t`, `\r`, `\b`, `\f` or `\uXXXX` in a JSON string.
+/// Its letters and digits do not make a secret after it part of a word.
+fn ends_with_escape(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let hex = |tail: &[u8]| tail.iter().all(u8::is_ascii_hexdigit);
+    let length = bytes.len();
+    let percent = length >= 3 && bytes[length - 3] == b'%' && hex(&bytes[length - 2..]);
+    let letter = length >= 2
+        && bytes[length - 2] == b'\\'
+        && matches!(bytes[length - 1], b'n' | b't' | b'r' | b'b' | b'f');
+    let unicode =
+        length >= 6 && &bytes[length - 6..length - 4] == b"\\u" && hex(&bytes[length - 4..]);
+    percent || letter || unicode
 }
 
 /// Returns a URL with its password (and any `password=` query value) masked.
@@ -311,6 +330,29 @@ mod tests {
             redact("xbenchpw benchpwx benchpw."),
             "xbenchpw benchpwx ***."
         );
+    }
+
+    #[test]
+    fn short_secret_after_an_escape_is_masked() {
+        register("tok3n9x");
+        assert_eq!(
+            redact("GET /a?next=%2Fcb%3Ftoken%3Dtok3n9x failed"),
+            "GET /a?next=%2Fcb%3Ftoken%3D*** failed"
+        );
+        assert_eq!(
+            redact(r#"{"error":"key:\ntok3n9x"}"#),
+            r#"{"error":"key:\n***"}"#
+        );
+        assert_eq!(
+            redact(r#"{"error":"\u00abtok3n9x\u00bb"}"#),
+            r#"{"error":"\u00ab***\u00bb"}"#
+        );
+    }
+
+    #[test]
+    fn short_secret_overlapping_a_glued_one_is_masked() {
+        register("ab-ab");
+        assert_eq!(redact("xab-ab-ab"), "xab-***");
     }
 
     #[test]

@@ -132,7 +132,7 @@ impl StepError {
     fn duckdb(step: Step, error: duckdb::Error) -> StepError {
         StepError {
             step,
-            detail: error.to_string(),
+            detail: registry::with_memory_advice(error.to_string()),
             conflict: false,
         }
     }
@@ -188,7 +188,8 @@ fn write_table(target: &EntityTarget) -> TableRef {
 }
 
 fn state_error(url: &str, what: &str, error: duckdb::Error) -> DestinationError {
-    DestinationError::State(format!("{url}: {what} failed: {error}"))
+    let detail = registry::with_memory_advice(error.to_string());
+    DestinationError::State(format!("{url}: {what} failed: {detail}"))
 }
 
 #[async_trait]

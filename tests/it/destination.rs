@@ -210,6 +210,12 @@ macro_rules! every_contract_test {
                 duplicate_keys_last_wins,
                 repeated_key_in_new_table,
                 repeated_key_in_full_refresh,
+                nul_keys_in_new_table,
+                deletions_in_new_table,
+                key_widens_in_new_table,
+                new_column_in_new_table,
+                declared_types_in_new_table,
+                zero_keys_in_new_table,
                 append_only_keeps_every_record,
                 new_field_adds_column,
                 integer_widens_to_double,
@@ -653,6 +659,209 @@ async fn repeated_key_in_full_refresh(backend: &dyn Backend) {
             row(&[Some("3"), Some("c")]),
         ]
     );
+}
+
+/// Keys that differ only after a NUL stay distinct rows; PostgreSQL
+/// stores NUL as U+FFFD, so there `a` + NUL and `a` + U+FFFD are one key.
+async fn nul_keys_in_new_table(backend: &dyn Backend) {
+    let mut destination = backend.open().await;
+    let target = target("n", "items", &["id"]);
+    sync(
+        destination.as_mut(),
+        &target,
+        &[
+            r#"[{"id": "a", "v": 1}, {"id": "a\u0000", "v": 2}, {"id": "a\u0000b", "v": 3}]"#,
+            r#"[{"id": "a\u0000", "v": 4}]"#,
+        ],
+    )
+    .await;
+    let rows = backend
+        .query(r#"SELECT CAST("v" AS VARCHAR) FROM "n"."items" ORDER BY "v""#)
+        .await;
+    assert_eq!(
+        rows,
+        [row(&[Some("1")]), row(&[Some("3")]), row(&[Some("4")])]
+    );
+}
+
+/// Deletions in the chunks of a run that created the table.
+async fn deletions_in_new_table(backend: &dyn Backend) {
+    let mut destination = backend.open().await;
+    let target = target("d", "fresh", &["id"]);
+    destination
+        .begin_run(&target, &run("r1", &target, Utc::now()))
+        .await
+        .unwrap();
+    let first = Chunk {
+        records: records(r#"[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]"#),
+        deletions: records(r#"[{"id": 1}, {"id": 3}]"#),
+        state: json!({"page": 1}),
+    };
+    destination.write_chunk(&target, "r1", first).await.unwrap();
+    let second = Chunk {
+        records: records(r#"[{"id": 3, "name": "c"}, {"id": 4, "name": "d"}]"#),
+        deletions: records(r#"[{"id": 2}]"#),
+        state: json!({"page": 2}),
+    };
+    destination
+        .write_chunk(&target, "r1", second)
+        .await
+        .unwrap();
+    let third = chunk(r#"[{"id": 5, "name": "e"}]"#, json!({"page": 3}));
+    destination.write_chunk(&target, "r1", third).await.unwrap();
+    destination
+        .finish_run(&target, "r1", succeeded(5, json!({"done": true})))
+        .await
+        .unwrap();
+    let rows = backend
+        .query(
+            r#"SELECT CAST("id" AS VARCHAR), "name", CAST("_ferry_deleted_at" IS NOT NULL AS VARCHAR)
+               FROM "d"."fresh" ORDER BY "id""#,
+        )
+        .await;
+    assert_eq!(
+        rows,
+        [
+            row(&[Some("1"), Some("a"), Some("true")]),
+            row(&[Some("2"), Some("b"), Some("true")]),
+            row(&[Some("3"), Some("c"), Some("false")]),
+            row(&[Some("4"), Some("d"), Some("false")]),
+            row(&[Some("5"), Some("e"), Some("false")]),
+        ]
+    );
+}
+
+/// A run that created the table widens its key column in a later chunk,
+/// then repeats keys in the new spelling.
+async fn key_widens_in_new_table(backend: &dyn Backend) {
+    let mut destination = backend.open().await;
+    let target = target("w", "fresh", &["id"]);
+    sync(
+        destination.as_mut(),
+        &target,
+        &[
+            r#"[{"id": 1, "v": "a"}, {"id": 2, "v": "b"}]"#,
+            r#"[{"id": "x", "v": "c"}, {"id": "1", "v": "d"}]"#,
+            r#"[{"id": "2", "v": "e"}, {"id": "y", "v": "f"}]"#,
+        ],
+    )
+    .await;
+    let rows = backend
+        .query(r#"SELECT "id", "v" FROM "w"."fresh" ORDER BY "id""#)
+        .await;
+    assert_eq!(
+        rows,
+        [
+            row(&[Some("1"), Some("d")]),
+            row(&[Some("2"), Some("e")]),
+            row(&[Some("x"), Some("c")]),
+            row(&[Some("y"), Some("f")]),
+        ]
+    );
+}
+
+/// A later chunk adds a column and repeats a key.
+async fn new_column_in_new_table(backend: &dyn Backend) {
+    let mut destination = backend.open().await;
+    let target = target("c", "fresh", &["id"]);
+    sync(
+        destination.as_mut(),
+        &target,
+        &[
+            r#"[{"id": 1}]"#,
+            r#"[{"id": 2, "n": "x", "f": "1"}]"#,
+            r#"[{"id": 3, "f": "2.5"}, {"id": 1, "n": "y", "b": true}]"#,
+        ],
+    )
+    .await;
+    let rows = backend
+        .query(
+            r#"SELECT CAST("id" AS VARCHAR), "n", CAST("f" AS VARCHAR), CAST("b" AS VARCHAR)
+               FROM "c"."fresh" ORDER BY "id""#,
+        )
+        .await;
+    assert_eq!(
+        rows,
+        [
+            row(&[Some("1"), Some("y"), None, Some("true")]),
+            row(&[Some("2"), Some("x"), Some("1"), None]),
+            row(&[Some("3"), None, Some("2.5"), None]),
+        ]
+    );
+}
+
+/// Declared timestamps, dates and decimals through the path that appends
+/// into a new table, with a key repeated in another spelling.
+async fn declared_types_in_new_table(backend: &dyn Backend) {
+    let mut destination = backend.open().await;
+    let mut target = target("t", "fresh", &["at"]);
+    for (field, field_type) in [
+        ("at", FieldType::TimestampIso),
+        ("day", FieldType::Date),
+        ("amount", FieldType::Decimal),
+        ("unix", FieldType::TimestampUnixMs),
+    ] {
+        target.declared_types.insert(field.into(), field_type);
+    }
+    sync(
+        destination.as_mut(),
+        &target,
+        &[
+            r#"[{"at": "2024-01-01T00:00:00Z", "day": "2024-02-29", "amount": "1.50", "unix": 1700000000123},
+                {"at": "2024-01-02T00:00:00.5Z", "day": "0001-01-01", "amount": 2, "unix": "0"}]"#,
+            r#"[{"at": "2024-01-01T02:00:00+02:00", "day": "9999-12-31", "amount": "-0.25", "unix": 1}]"#,
+        ],
+    )
+    .await;
+    let rows = backend
+        .query(
+            r#"SELECT CAST(CAST("at" AS TIMESTAMP) AS VARCHAR), CAST("day" AS VARCHAR),
+                      CAST("amount" AS VARCHAR), CAST(CAST("unix" AS TIMESTAMP) AS VARCHAR)
+               FROM "t"."fresh" ORDER BY "at""#,
+        )
+        .await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0][1].as_deref(), Some("9999-12-31"), "{rows:?}");
+    assert_eq!(numbers(&[rows[0][2].clone()]), strings(&["-0.25"]));
+    assert_eq!(rows[1][1].as_deref(), Some("0001-01-01"), "{rows:?}");
+}
+
+/// Keys that the database finds equal though spelled apart (`0` and
+/// `-0`, `0.0` and `-0.0`) in the first chunk and a later one.
+async fn zero_keys_in_new_table(backend: &dyn Backend) {
+    let mut destination = backend.open().await;
+    let integers = target("z", "integers", &["id"]);
+    sync(
+        destination.as_mut(),
+        &integers,
+        &[
+            r#"[{"id": 0, "v": 1}, {"id": -0, "v": 2}]"#,
+            r#"[{"id": -0, "v": 3}, {"id": 5, "v": 4}]"#,
+        ],
+    )
+    .await;
+    let rows = backend
+        .query(r#"SELECT CAST("id" AS VARCHAR), CAST("v" AS VARCHAR) FROM "z"."integers" ORDER BY "id""#)
+        .await;
+    assert_eq!(
+        rows,
+        [row(&[Some("0"), Some("3")]), row(&[Some("5"), Some("4")])]
+    );
+
+    let doubles = target("z", "doubles", &["id"]);
+    sync(
+        destination.as_mut(),
+        &doubles,
+        &[
+            r#"[{"id": 0.0, "v": 1}, {"id": -0.0, "v": 2}, {"id": 1.5, "v": 3}]"#,
+            r#"[{"id": -0.0, "v": 4}]"#,
+        ],
+    )
+    .await;
+    let rows = backend
+        .query(r#"SELECT CAST("v" AS VARCHAR) FROM "z"."doubles" ORDER BY "v""#)
+        .await;
+    assert_eq!(rows, [row(&[Some("3")]), row(&[Some("4")])]);
 }
 
 async fn append_only_keeps_every_record(backend: &dyn Backend) {
@@ -1759,4 +1968,71 @@ pub fn bench_record(index: usize) -> Record {
         "billing_details": {"address": {"country": "US", "postal_code": "94107"}, "name": null}
     });
     value.as_object().unwrap().clone()
+}
+
+/// Runs in a child process, because DuckDB's memory limit is read once per
+/// process: fills a keyed table until its index outgrows an 8 MB limit,
+/// then prints the error of a chunk written through ferry.
+#[tokio::test]
+#[ignore = "helper process for duckdb_memory_limit_error_names_setting"]
+async fn fill_duckdb_memory() {
+    let Ok(path) = std::env::var("FERRY_TEST_FILL_DUCKDB") else {
+        return;
+    };
+    let mut destination = DuckDbDestination::open(&path).unwrap();
+    let target = target("m", "items", &["id"]);
+    sync(&mut destination, &target, &[r#"[{"id": "first"}]"#]).await;
+    let connection = destination.connection().unwrap();
+    for start in (0..2_000_000).step_by(5_000) {
+        let sql = format!(
+            r#"INSERT INTO "m"."items" SELECT 'cus_' || md5(CAST(i AS VARCHAR)), now(), NULL
+               FROM range({start}, {}) r(i)"#,
+            start + 5_000
+        );
+        if connection.execute_batch(&sql).is_err() {
+            break;
+        }
+    }
+    let begun = destination
+        .begin_run(&target, &run("r2", &target, Utc::now()))
+        .await;
+    let written = match begun {
+        Ok(()) => {
+            let next = chunk(r#"[{"id": "next"}]"#, json!({}));
+            destination.write_chunk(&target, "r2", next).await
+        }
+        Err(error) => Err(error),
+    };
+    println!("written: {written:?}");
+}
+
+#[tokio::test]
+async fn duckdb_memory_limit_error_names_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir
+        .path()
+        .join("full.duckdb")
+        .to_string_lossy()
+        .into_owned();
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "destination::fill_duckdb_memory",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("FERRY_TEST_FILL_DUCKDB", &path)
+        .env("FERRY_DUCKDB_MEMORY_LIMIT", "8MB")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let written = stdout
+        .lines()
+        .find(|line| line.starts_with("written: "))
+        .unwrap_or_else(|| panic!("the helper printed no result: {stdout}"));
+    assert!(written.contains("Err("), "{written}");
+    assert!(
+        written.contains("FERRY_DUCKDB_MEMORY_LIMIT"),
+        "the error names the setting to raise: {written}"
+    );
 }

@@ -176,10 +176,15 @@ fn append_records(
     })
 }
 
-/// Whether DuckDB refused rows because their key is already in the table.
+/// Tells whether DuckDB rejected rows because their key is already in the table.
+/// DuckDB 2.0 words it in two ways: "Duplicate key … violates primary key
+/// constraint" for a key committed before, and "PRIMARY KEY or UNIQUE
+/// constraint violation: duplicate key …" for one the transaction wrote,
+/// as in a table it rebuilt to widen the key column.
 fn is_key_conflict(error: &duckdb::Error) -> bool {
     let text = error.to_string();
-    text.contains("Duplicate key") && text.contains("primary key constraint")
+    (text.contains("Duplicate key") && text.contains("primary key constraint"))
+        || text.contains("PRIMARY KEY or UNIQUE constraint violation")
 }
 
 /// Whether the chunk's keys are all distinct: `None` when a key column's
