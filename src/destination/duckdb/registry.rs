@@ -31,17 +31,14 @@ const CHECKPOINT_THRESHOLD: &str = "256MB";
 /// the workers took the cores that fetch and parse the next pages.
 const THREADS: &str = "1";
 
-/// DuckDB's memory limit, unless `FERRY_DUCKDB_MEMORY_LIMIT` sets another
-/// (any DuckDB size, such as `1GB`). DuckDB's own default is 80 % of the
-/// machine's memory, and rows not yet checkpointed stay in it: a
-/// 1,000,000-record sync reached 1 GB. Past the limit DuckDB moves them
-/// to its temporary folder beside the file (`FILE.tmp`).
-///
-/// NOTE: a primary-key index does not move out. In a test table with
-/// 36-character text keys, written 5,000 rows a transaction, commits
-/// failed from about 3,450,000 rows on, so a larger table needs a larger
-/// limit (the error names the variable).
-const MEMORY_LIMIT: &str = "256MB";
+/// Sets DuckDB's memory limit (any DuckDB size, such as `1GB`); without it
+/// DuckDB's own default applies, 80 % of the machine's memory. Rows not
+/// yet checkpointed stay in memory (a 1,000,000-record sync reached 1 GB);
+/// past a limit DuckDB moves them to its temporary folder beside the file
+/// (`FILE.tmp`). A primary-key index does not move out: with 256 MB, a
+/// test table with 36-character text keys failed every commit from about
+/// 3,450,000 rows on. So ferry sets no limit of its own, and a small one
+/// is the user's choice, for small tables.
 const MEMORY_LIMIT_VARIABLE: &str = "FERRY_DUCKDB_MEMORY_LIMIT";
 
 /// Open databases by canonical path. Entries are weak so the file closes
@@ -143,26 +140,27 @@ pub fn with_memory_advice(detail: String) -> String {
         return detail;
     }
     format!(
-        "{detail}\nDuckDB reached its memory limit ({MEMORY_LIMIT} unless \
-         {MEMORY_LIMIT_VARIABLE} sets another); set {MEMORY_LIMIT_VARIABLE} to a larger size, such as 1GB"
+        "{detail}\nDuckDB reached its memory limit ({MEMORY_LIMIT_VARIABLE}, or 80 % of \
+         the machine's memory without it); set {MEMORY_LIMIT_VARIABLE} to a larger size, such as 4GB, \
+         or give the machine more memory"
     )
 }
 
-/// The memory limit: the environment's, else [`MEMORY_LIMIT`].
-fn memory_limit(path: &str) -> Result<String, DestinationError> {
+/// The memory limit the environment sets, if any.
+fn memory_limit(path: &str) -> Result<Option<String>, DestinationError> {
     let Some(limit) = std::env::var(MEMORY_LIMIT_VARIABLE)
         .ok()
         .map(|limit| limit.trim().to_string())
         .filter(|limit| !limit.is_empty())
     else {
-        return Ok(MEMORY_LIMIT.to_string());
+        return Ok(None);
     };
     if is_size(&limit) {
-        return Ok(limit);
+        return Ok(Some(limit));
     }
     Err(DestinationError::Connect(format!(
         "duckdb://{path}: {MEMORY_LIMIT_VARIABLE}={limit:?} is not a size; \
-         use a number and a unit, such as 512MB or 2GB, or unset it for {MEMORY_LIMIT}"
+         use a number and a unit, such as 512MB or 2GB, or unset it for DuckDB's default"
     )))
 }
 
@@ -191,7 +189,10 @@ fn database_config(path: &str) -> Result<Config, DestinationError> {
         .and_then(|config| config.with("autoinstall_known_extensions", "false"))
         .and_then(|config| config.with("checkpoint_threshold", CHECKPOINT_THRESHOLD))
         .and_then(|config| config.with("threads", THREADS))
-        .and_then(|config| config.with("memory_limit", &memory_limit));
+        .and_then(|config| match &memory_limit {
+            Some(limit) => config.with("memory_limit", limit),
+            None => Ok(config),
+        });
     config.map_err(|error| {
         DestinationError::Connect(format!(
             "duckdb://{path}: configuring DuckDB failed: {error}"
