@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use output::print_json;
 
 pub use output::Failure;
 
@@ -175,8 +176,34 @@ async fn demo(args: DemoArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Ends on a command line clap rejects (or on `--help`, `--version`).
+/// With `--json` among the arguments, the error also prints as JSON on
+/// stdout, as every other error of such a command does.
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    let json = std::env::args_os().any(|argument| argument == "--json");
+    if json && !informational {
+        // clap's text is the error line, then usage and a hint.
+        let text = error.to_string();
+        let message = text.lines().next().unwrap_or_default();
+        let message = message.trim_start_matches("error: ");
+        print_json(&serde_json::json!({ "ok": false, "errors": [{ "message": message }] }));
+    }
+    // Prints to stderr (stdout for help and version) with clap's exit code.
+    error.exit()
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
     let quiet_logs = matches!(
         cli.command,
         Command::Schema

@@ -67,13 +67,17 @@ impl StatusBoard {
     }
 
     /// Fills in the entities that have no run since the daemon started
-    /// from `runs`, rows of `_ferry.runs` of the flow.
+    /// from the newest finished one of `runs`, rows of `_ferry.runs` of
+    /// the flow.
     pub fn seed(&self, flow: &str, runs: &[RunRecord]) {
+        // A `running` row is a run of another process, or of one that
+        // stopped without finishing it; the board shows finished runs.
+        let finished: Vec<&RunRecord> = runs.iter().filter(|run| run.status != "running").collect();
         let mut flows = self.flows.lock().unwrap_or_else(PoisonError::into_inner);
         let state = flows.entry(flow.to_string()).or_default();
-        for run in runs {
+        for run in finished.iter().copied() {
             if state.entities.contains_key(&run.entity)
-                || runs
+                || finished
                     .iter()
                     .any(|other| other.entity == run.entity && other.started_at > run.started_at)
             {
@@ -106,5 +110,42 @@ impl StatusBoard {
     pub fn get(&self, flow: &str) -> FlowState {
         let flows = self.flows.lock().unwrap_or_else(PoisonError::into_inner);
         flows.get(flow).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn run(run_id: &str, entity: &str, minute: u32, status: &str) -> RunRecord {
+        let started_at = Utc.with_ymd_and_hms(2026, 1, 1, 0, minute, 0).unwrap();
+        RunRecord {
+            run_id: run_id.into(),
+            flow: "f".into(),
+            entity: entity.into(),
+            started_at,
+            finished_at: (status != "running").then(|| started_at + chrono::Duration::seconds(3)),
+            status: status.into(),
+            records: 7,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn seed_takes_newest_finished_run() {
+        let board = StatusBoard::default();
+        let runs = [
+            run("r3", "a", 3, "running"),
+            run("r2", "a", 2, "failed"),
+            run("r1", "a", 1, "succeeded"),
+            run("r4", "b", 1, "succeeded"),
+        ];
+        board.seed("f", &runs);
+        let state = board.get("f");
+        assert_eq!(state.entities["a"].run_id, "r2");
+        assert_eq!(state.entities["a"].outcome, "failed");
+        assert_eq!(state.entities["a"].duration_seconds, 3.0);
+        assert_eq!(state.entities["b"].run_id, "r4");
     }
 }

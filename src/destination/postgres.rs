@@ -639,6 +639,13 @@ async fn finish_run(
     outcome: &RunOutcome,
 ) -> StepResult<()> {
     let transaction = client.transaction().await.step(Step::Begin)?;
+    // Set here, not left to the server's default, which may be off: this
+    // commit waits for the log flush, and with it every earlier chunk's
+    // commit, before ferry reports the run.
+    transaction
+        .batch_execute("SET LOCAL synchronous_commit = on")
+        .await
+        .step(Step::Begin)?;
     check_run_current(&transaction, target, run_id).await?;
     let succeeded = outcome.status == RunStatus::Succeeded;
     if succeeded && (target.full_refresh || outcome.mark_unseen_before.is_some()) {

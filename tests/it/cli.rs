@@ -117,6 +117,21 @@ fn unknown_entity_with_json_prints_json() {
 }
 
 #[test]
+fn bad_argument_with_json_prints_json() {
+    let output = run(&mut ferry(&["sync", "--json", "--bogus"]));
+    assert_eq!(output.status.code(), Some(2));
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        printed,
+        serde_json::json!({
+            "ok": false,
+            "errors": [{ "message": "unexpected argument '--bogus' found" }]
+        })
+    );
+    assert!(text(&output.stderr).contains("Usage: ferry sync"));
+}
+
+#[test]
 fn missing_variable_exits_2_before_requests() {
     let dir = folder("http://127.0.0.1:9", "${NOT_SET_ANYWHERE_42}");
     let output = run(ferry(&["sync", "test", "--config"])
