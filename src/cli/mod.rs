@@ -187,11 +187,20 @@ fn usage_error(error: clap::Error) -> ExitCode {
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     );
-    let json = std::env::args_os().any(|argument| argument == "--json");
+    // After `--`, `--json` is a positional value, not the flag.
+    let json = std::env::args_os()
+        .take_while(|argument| argument != "--")
+        .any(|argument| argument == "--json");
     if json && !informational {
-        // clap's text is the error line, then usage and a hint.
+        // clap's text is the error, which may go on over indented lines
+        // (the missing arguments), then a blank line, usage and a hint.
         let text = error.to_string();
-        let message = text.lines().next().unwrap_or_default();
+        let message = text
+            .lines()
+            .take_while(|line| !line.trim().is_empty())
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ");
         let message = message.trim_start_matches("error: ");
         print_json(&serde_json::json!({ "ok": false, "errors": [{ "message": message }] }));
     }

@@ -132,6 +132,25 @@ fn bad_argument_with_json_prints_json() {
 }
 
 #[test]
+fn missing_argument_with_json_names_it() {
+    let output = run(&mut ferry(&["preview", "--json"]));
+    assert_eq!(output.status.code(), Some(2));
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let message = printed["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("<CONNECTOR>"), "{message}");
+    assert!(message.contains("<ENTITY>"), "{message}");
+    assert!(!message.contains("Usage"), "{message}");
+}
+
+#[test]
+fn json_after_double_dash_is_no_flag() {
+    let output = run(&mut ferry(&["preview", "--", "--json"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
+    assert!(text(&output.stderr).contains("<ENTITY>"));
+}
+
+#[test]
 fn missing_variable_exits_2_before_requests() {
     let dir = folder("http://127.0.0.1:9", "${NOT_SET_ANYWHERE_42}");
     let output = run(ferry(&["sync", "test", "--config"])

@@ -54,8 +54,25 @@ impl Settings {
         };
 
         // Split by hand rather than with a URL parser, which rejects the
-        // host lists libpq accepts (`h1:5432,h2:5433`).
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        // host lists libpq accepts (`h1:5432,h2:5433`). The driver reads
+        // user and password up to the first `@`, so a `?` before it belongs
+        // to the password, and the query starts at the first `?` after it.
+        let credentials_end = url.find('@').map_or(0, |at| at + 1);
+        // A second `@` would make the rest of the password the host, and
+        // messages name the host.
+        let hosts = url[credentials_end..].split(['/', '?']).next();
+        if hosts.is_some_and(|hosts| hosts.contains('@')) {
+            return Err(invalid(
+                "the user name or password contains @; write it as %40".to_string(),
+            ));
+        }
+        let (base, query) = match url[credentials_end..].find('?') {
+            Some(mark) => {
+                let mark = credentials_end + mark;
+                (&url[..mark], &url[mark + 1..])
+            }
+            None => (url, ""),
+        };
         let mut mode = SslMode::Prefer;
         let mut root_certificates = None;
         // The driver's parameters pass on exactly as written, because the
@@ -270,6 +287,25 @@ mod tests {
         assert_eq!(hosts, ["h1", "h2"]);
         assert_eq!(settings.config.get_ports(), [5432, 5433]);
         assert!(!settings.shown.contains("pw"), "{}", settings.shown);
+    }
+
+    #[test]
+    fn question_mark_in_password_keeps_parameters() {
+        let settings = Settings::from_url("postgres://u:pass?word@h/app?sslmode=disable").unwrap();
+        assert_eq!(settings.password().as_deref(), Some("pass?word"));
+        assert_eq!(settings.config.get_ssl_mode(), DriverSslMode::Disable);
+        let message = error("postgres://u:pass?word@h/app?sslcert=client.pem");
+        assert!(message.contains("sslcert is not supported"), "{message}");
+        assert!(!message.contains("pass?word"), "{message}");
+    }
+
+    #[test]
+    fn at_sign_in_password_is_rejected() {
+        let message = error("postgres://u:hunter@22secret@h/app");
+        assert!(message.contains("write it as %40"), "{message}");
+        assert!(!message.contains("22secret"), "{message}");
+        let settings = Settings::from_url("postgres://u:hunter%4022secret@h/app").unwrap();
+        assert_eq!(settings.password().as_deref(), Some("hunter@22secret"));
     }
 
     #[test]
