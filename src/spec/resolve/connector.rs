@@ -587,14 +587,21 @@ fn check_parent_tables(raw: &RawConnector, site: &Site, problems: &mut Problems)
 /// The top-level field a JSONPath starts with (`lines` in `$.lines.data`
 /// or `$['lines']`); `None` for `$` alone, wildcards and filters.
 fn top_field(path: &str) -> Option<&str> {
-    let rest = path.trim().strip_prefix('$')?;
+    let rest = path.trim().strip_prefix('$')?.trim_start();
     let field = if let Some(dotted) = rest.strip_prefix('.') {
-        dotted.split(['.', '[']).next()?
+        dotted.split(['.', '[', ' ']).next()?
     } else {
-        let quoted = rest
-            .strip_prefix("['")
-            .or_else(|| rest.strip_prefix("[\""))?;
-        quoted.split(['\'', '"']).next()?
+        let (quote, quoted) = match rest.strip_prefix("['") {
+            Some(quoted) => ('\'', quoted),
+            None => ('"', rest.strip_prefix("[\"")?),
+        };
+        let field = quoted.split(quote).next()?;
+        // An escaped quote or backslash: the name is not this text, so
+        // the path is left unchecked rather than checked for a wrong name.
+        if field.contains('\\') {
+            return None;
+        }
+        field
     };
     (!field.is_empty() && field != "*" && !field.starts_with('.')).then_some(field)
 }
@@ -729,5 +736,8 @@ mod tests {
         assert_eq!(top_field("$"), None);
         assert_eq!(top_field("$.*"), None);
         assert_eq!(top_field("$..lines"), None);
+        assert_eq!(top_field("$[\"a'b\"]"), Some("a'b"));
+        assert_eq!(top_field("$['it\\'s']"), None);
+        assert_eq!(top_field("$ .lines"), Some("lines"));
     }
 }
