@@ -583,7 +583,7 @@ async fn duplicate_keys_last_wins(backend: &dyn Backend) {
 }
 
 /// A run appends to a table it created without upserts until a chunk
-/// repeats a key from an earlier chunk; that chunk and the rest still
+/// repeats a key from an earlier chunk. That chunk and the rest still
 /// replace the earlier rows.
 async fn repeated_key_in_new_table(backend: &dyn Backend) {
     let mut destination = backend.open().await;

@@ -31,14 +31,14 @@ const CHECKPOINT_THRESHOLD: &str = "256MB";
 /// the workers took the cores that fetch and parse the next pages.
 const THREADS: &str = "1";
 
-/// Sets DuckDB's memory limit (any DuckDB size, such as `1GB`); without it
-/// DuckDB's own default applies, 80 % of the machine's memory. Rows not
-/// yet checkpointed stay in memory (a 1,000,000-record sync reached 1 GB);
-/// past a limit DuckDB moves them to its temporary folder beside the file
-/// (`FILE.tmp`). A primary-key index does not move out: with 256 MB, a
-/// test table with 36-character text keys failed every commit from about
-/// 3,450,000 rows on. So ferry sets no limit of its own, and a small one
-/// is the user's choice, for small tables.
+/// The variable that sets DuckDB's memory limit (any DuckDB size, such as
+/// `1GB`). Without it DuckDB's own default applies, 80 % of the machine's
+/// memory. Rows not yet checkpointed stay in memory, and a
+/// 1,000,000-record sync reached 1 GB. Past a limit DuckDB moves them to
+/// its temporary folder beside the file (`FILE.tmp`), but a primary-key
+/// index stays: with 256 MB, a test table with 36-character text keys
+/// failed every commit from about 3,450,000 rows on. So ferry sets no
+/// limit of its own, and a small one is the user's choice.
 const MEMORY_LIMIT_VARIABLE: &str = "FERRY_DUCKDB_MEMORY_LIMIT";
 
 /// Open databases by canonical path. Entries are weak so the file closes
@@ -178,10 +178,10 @@ fn is_size(text: &str) -> bool {
         && units.contains(&unit.trim().to_ascii_lowercase().as_str())
 }
 
-/// The database's settings: extension autoloading and autoinstalling off,
-/// because they would download an extension (ICU for a time zone setting)
-/// from the network and JSON is compiled in, so ferry needs none; then the
-/// checkpoint threshold, thread count and memory limit above.
+/// Builds the database's settings. Extension autoloading and autoinstalling
+/// are off, because they would download an extension (ICU for a time zone
+/// setting) from the network, and JSON is compiled in. Then come the
+/// checkpoint threshold, the thread count and the memory limit above.
 fn database_config(path: &str) -> Result<Config, DestinationError> {
     let memory_limit = memory_limit(path)?;
     let config = Config::default()
