@@ -152,13 +152,39 @@ pub(crate) async fn deliver(
     totals.records += page.records.len() as u64;
     totals.requests += u64::from(page.requests);
     let next = page.next.clone();
-    if pages.send(page).await.is_err() {
+    if send_page(pages, page).await.is_err() {
         tracing::debug!("page receiver dropped, so the fetch stops");
         return Ok(None);
     }
     match error {
         Some(error) => Err(error),
         None => Ok(next),
+    }
+}
+
+/// Records that may wait in the page channel, about two default chunks.
+/// The channel holds a fixed number of pages, enough to keep fetching
+/// while a chunk of 100-record pages commits; with 10,000-record pages
+/// (BigQuery's default) as many pages would hold 640,000 records.
+const QUEUED_RECORDS: usize = 10_000;
+
+/// Sends a page once the channel holds few enough pages of this page's
+/// size that the queued records stay near [`QUEUED_RECORDS`] (one page at
+/// least). Pages of one entity are about the same size, so the queued
+/// pages times this page's records estimates the queued records.
+async fn send_page(pages: &Sender<Page>, page: Page) -> Result<(), ()> {
+    let capacity = pages.max_capacity();
+    let queued_allowed = (QUEUED_RECORDS / page.records.len().max(1)).clamp(1, capacity);
+    // Waiting for this many free slots means at most `queued_allowed - 1`
+    // pages are queued when this one goes in.
+    let free_needed = capacity - queued_allowed + 1;
+    let mut permits = pages.reserve_many(free_needed).await.map_err(|_| ())?;
+    match permits.next() {
+        Some(permit) => {
+            permit.send(page);
+            Ok(())
+        }
+        None => Err(()),
     }
 }
 
@@ -948,5 +974,52 @@ pub(crate) fn describe_position(position: &Position) -> String {
         Some(parent) if parent.done => format!("the parent after key {:?}", parent.key),
         Some(parent) => format!("{page} of parent key {:?}", parent.key),
         None => page,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::mpsc::channel;
+    use tokio::time::timeout;
+
+    use super::*;
+
+    fn page(records: usize) -> Page {
+        Page {
+            records: vec![Map::new(); records],
+            ..Page::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn large_page_waits_for_queue() {
+        let (sender, mut receiver) = channel(64);
+        send_page(&sender, page(10_000)).await.unwrap();
+        let second = timeout(Duration::from_millis(100), send_page(&sender, page(10_000))).await;
+        assert!(second.is_err(), "a second 10,000-record page waits");
+
+        assert_eq!(receiver.recv().await.unwrap().records.len(), 10_000);
+        let third = timeout(Duration::from_secs(5), send_page(&sender, page(10_000))).await;
+        assert_eq!(third, Ok(Ok(())));
+    }
+
+    #[tokio::test]
+    async fn small_pages_fill_channel() {
+        let (sender, _receiver) = channel(64);
+        for _ in 0..64 {
+            let sent = timeout(Duration::from_secs(5), send_page(&sender, page(100))).await;
+            assert_eq!(sent, Ok(Ok(())));
+        }
+        let extra = timeout(Duration::from_millis(100), send_page(&sender, page(100))).await;
+        assert!(extra.is_err(), "the 65th page waits");
+    }
+
+    #[tokio::test]
+    async fn closed_channel_is_an_error() {
+        let (sender, receiver) = channel(64);
+        drop(receiver);
+        assert_eq!(send_page(&sender, page(1)).await, Err(()));
     }
 }
