@@ -163,15 +163,15 @@ pub(crate) async fn deliver(
 }
 
 /// Records that may wait in the page channel, about two default chunks.
-/// The channel holds a fixed number of pages, enough to keep fetching
-/// while a chunk of 100-record pages commits; with 10,000-record pages
-/// (BigQuery's default) as many pages would hold 640,000 records.
+/// The channel takes a fixed number of pages, enough to keep fetching
+/// while a chunk of 100-record pages commits. With 10,000-record pages
+/// (BigQuery's default), as many pages would queue 640,000 records.
 const QUEUED_RECORDS: usize = 10_000;
 
-/// Sends a page once the channel holds few enough pages of this page's
-/// size that the queued records stay near [`QUEUED_RECORDS`] (one page at
-/// least). Pages of one entity are about the same size, so the queued
-/// pages times this page's records estimates the queued records.
+/// Sends a page once few enough pages of this page's size are queued that
+/// the queued records stay near [`QUEUED_RECORDS`] (one page at least).
+/// Pages of one entity are about the same size, so the queued pages times
+/// this page's records estimates the queued records.
 async fn send_page(pages: &Sender<Page>, page: Page) -> Result<(), ()> {
     let capacity = pages.max_capacity();
     let queued_allowed = (QUEUED_RECORDS / page.records.len().max(1)).clamp(1, capacity);
