@@ -8,9 +8,9 @@ unsafe extern "C" {
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
 }
 
-/// `mi_option_purge_delay` in the mimalloc header that libmimalloc-sys
-/// 0.1.49 builds (position 15 of `mi_option_e` in both its v2 and v3
-/// sources); check it when that crate changes.
+/// `mi_option_purge_delay`: position 15 of `mi_option_e` in both the v2 and
+/// v3 mimalloc headers that libmimalloc-sys 0.1.49 builds. Check it when
+/// that crate changes.
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
 fn main() -> std::process::ExitCode {

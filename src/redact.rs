@@ -79,9 +79,9 @@ fn encoded_forms(secret: &str) -> Vec<String> {
 }
 
 /// Secrets shorter than this are masked only where they stand as a word
-/// of their own. A short password such as `bench` would otherwise mask the
-/// flow `bench_stripe` and every path through a `bench` folder; a long
-/// token is masked wherever it occurs.
+/// of their own, because a short password such as `bench` would otherwise
+/// mask the flow `bench_stripe` and every path through a `bench` folder.
+/// A long token is masked wherever it occurs.
 const WORD_ONLY_BELOW: usize = 16;
 
 /// Returns `text` with every registered secret replaced by `***`.

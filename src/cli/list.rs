@@ -21,7 +21,7 @@ pub struct ListArgs {
 }
 
 impl ListArgs {
-    /// Whether `--json` was given.
+    /// Returns whether `--json` was given.
     pub fn json(&self) -> bool {
         self.json
     }

@@ -243,7 +243,7 @@ pub fn main() -> ExitCode {
 }
 
 impl Command {
-    /// Whether the command was asked for JSON output (`--json`).
+    /// Returns whether the command requests JSON output (`--json`).
     fn prints_json(&self) -> bool {
         match self {
             Command::Sync(args) => args.json(),

@@ -29,7 +29,7 @@ pub struct PreviewArgs {
 }
 
 impl PreviewArgs {
-    /// Whether `--json` was given.
+    /// Returns whether `--json` was given.
     pub fn json(&self) -> bool {
         self.json
     }

@@ -19,7 +19,7 @@ pub struct StateArgs {
 }
 
 impl StateArgs {
-    /// Whether `--json` was given (`state show` has it).
+    /// Returns whether `--json` was given (`state show` has it).
     pub fn json(&self) -> bool {
         matches!(self.action, StateAction::Show { json: true, .. })
     }

@@ -45,7 +45,7 @@ pub struct SyncArgs {
 }
 
 impl SyncArgs {
-    /// Whether `--json` was given.
+    /// Returns whether `--json` was given.
     pub fn json(&self) -> bool {
         self.json
     }

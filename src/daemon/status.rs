@@ -70,8 +70,8 @@ impl StatusBoard {
     /// from the newest finished one of `runs`, rows of `_ferry.runs` of
     /// the flow.
     pub fn seed(&self, flow: &str, runs: &[RunRecord]) {
-        // A `running` row is a run of another process, or of one that
-        // stopped without finishing it; the board shows finished runs.
+        // A `running` row belongs to another process, or to a process that
+        // stopped before the run finished, so the board shows finished runs.
         let finished: Vec<&RunRecord> = runs.iter().filter(|run| run.status != "running").collect();
         let mut flows = self.flows.lock().unwrap_or_else(PoisonError::into_inner);
         let state = flows.entry(flow.to_string()).or_default();

@@ -46,7 +46,7 @@ pub struct DestinationQueue {
 }
 
 /// Destinations open outside the run slots at once (history reads at
-/// start, webhook writes). Each holds a database session; a daemon
+/// start, webhook writes). Each keeps a database session open: a daemon
 /// starting 200 flows opened 200 DuckDB sessions on 200 threads to read
 /// their histories and peaked at 1.4 GB resident.
 const OUTSIDE_SLOTS: usize = 4;

@@ -83,8 +83,8 @@ impl DuckDbDestination {
         F: FnOnce(&mut Connection, &str) -> Result<T, DestinationError> + Send + 'static,
     {
         let session = Arc::clone(&self.session);
-        // Acquiring fails only on a closed semaphore, and this one is never
-        // closed; without a permit the call would still run.
+        // Acquiring fails only on a closed semaphore, and nothing closes
+        // this one. Should it fail, the call runs without a permit.
         let permit = Arc::clone(&self.calls).acquire_owned().await.ok();
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -145,7 +145,7 @@ impl StepError {
         }
     }
 
-    /// Whether the write failed on a key already in the table.
+    /// Returns whether the write failed on a key already in the table.
     fn is_conflict(&self) -> bool {
         self.conflict
     }

@@ -1,9 +1,9 @@
 //! Which table a run may append to without an upsert.
 //!
 //! An upsert costs a staging table, an index probe per row and a second
-//! write of every row. A table the run created holds only the run's own
+//! write of every row. A table the run created contains only the run's own
 //! rows, and most APIs return each key once per run, so its chunks are
-//! appended straight into the table; the primary key still guards it.
+//! appended straight into the table. The primary key still guards it.
 //! When a chunk meets a key that is already there, the database rejects
 //! the append, the chunk's transaction rolls back, and the chunk and
 //! every later one of the run go through the upsert.
@@ -24,7 +24,7 @@ impl FreshTable {
         self.created = Some(table.clone());
     }
 
-    /// Whether a chunk for `table` may be appended without an upsert.
+    /// Returns whether a chunk for `table` may be appended without an upsert.
     pub fn allows_append(&self, table: &TableRef) -> bool {
         !self.conflicted && self.created.as_ref() == Some(table)
     }

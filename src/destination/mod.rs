@@ -279,7 +279,7 @@ pub trait Destination: Send {
 
 /// Frees a written chunk on a thread of its own. Freeing thousands of
 /// records' maps and strings took about a tenth of the writing thread's
-/// time, which the next chunk waits for; the fetching thread has room.
+/// time, which the next chunk waits for, while the fetching thread had room.
 pub(crate) fn drop_in_background(chunk: Chunk) {
     const SMALL: usize = 1_000;
     if chunk.records.len() + chunk.deletions.len() < SMALL {

@@ -173,7 +173,7 @@ impl StepError {
         }
     }
 
-    /// Whether the write failed on a key already in the table.
+    /// Returns whether the write failed on a key already in the table.
     fn is_conflict(&self) -> bool {
         self.conflict
     }
@@ -475,7 +475,7 @@ async fn write_chunk(
     let transaction = client.transaction().await.step(Step::Begin)?;
     // A chunk's commit does not wait for its WAL flush. A server crash
     // may then lose the last chunks, but rows and state together, so the
-    // next run fetches those pages again; `finish_run` commits with the
+    // next run fetches those pages again. `finish_run` commits with the
     // flush, which makes every earlier chunk durable before ferry reports
     // the run.
     transaction

@@ -187,9 +187,9 @@ fn is_key_conflict(error: &duckdb::Error) -> bool {
         || text.contains("PRIMARY KEY or UNIQUE constraint violation")
 }
 
-/// Whether the chunk's keys are all distinct: `None` when a key column's
-/// values are not compared here (only text and 64-bit integers are, whose
-/// equality is their spelling's).
+/// Checks whether the chunk's keys are all distinct. `None` means a key
+/// column's values are not compared here: only text and 64-bit integers
+/// are, because their equality is their spelling's.
 fn distinct_keys(target: &LoadTarget, cells: &Cells) -> Option<bool> {
     if target.keys.is_empty() {
         return Some(true);
@@ -203,13 +203,18 @@ fn distinct_keys(target: &LoadTarget, cells: &Cells) -> Option<bool> {
     if !simple {
         return None;
     }
+    let positions = target
+        .keys
+        .iter()
+        .map(|&key| cells.position(key))
+        .collect::<Option<Vec<usize>>>()?;
     let mut seen: HashSet<Vec<&str>> = HashSet::with_capacity(cells.rows);
     for row in 0..cells.rows {
-        let mut key = Vec::with_capacity(target.keys.len());
-        for &column in target.keys {
+        let mut key = Vec::with_capacity(positions.len());
+        for &position in &positions {
             // Integers as JSON spells them have one spelling per value
-            // (no leading zeros, no plus sign); `-0` is the exception.
-            match cells.get(row, column) {
+            // (no leading zeros, no plus sign), except `-0`.
+            match cells.at(row, position) {
                 Value::String(text) => key.push(text.as_str()),
                 Value::Number(number) if number.as_str() != "-0" => key.push(number.as_str()),
                 _ => return None,
@@ -272,14 +277,9 @@ struct Cells<'r> {
 }
 
 impl<'r> Cells<'r> {
-    /// The value of target column `column` (one of `columns`) in `row`.
-    fn get(&self, row: usize, column: usize) -> &'r Value {
-        let position = self
-            .columns
-            .iter()
-            .position(|&index| index == column)
-            .unwrap_or(0);
-        self.at(row, position)
+    /// Finds the position of target column `column` among the cells.
+    fn position(&self, column: usize) -> Option<usize> {
+        self.columns.iter().position(|&index| index == column)
     }
 
     fn at(&self, row: usize, position: usize) -> &'r Value {
@@ -299,7 +299,7 @@ fn target_cells<'r>(target: &LoadTarget, columns: &[usize], records: &'r [Record
     }
 }
 
-/// The staged type of a column: the column's own for booleans, 64-bit
+/// Returns the staged type of a column: the column's own for booleans, 64-bit
 /// integers and doubles (their values convert exactly here), else text
 /// that the column type's cast reads (128-bit integers, decimals and JSON
 /// from their source digits).

@@ -85,7 +85,7 @@ impl Session {
         (writer, &mut self.connection, &self.catalog)
     }
 
-    /// The permits of calls on this file, taken before a call goes to a
+    /// Returns the permits of calls on this file, taken before a call goes to a
     /// blocking thread.
     pub fn calls(&self) -> Arc<Semaphore> {
         Arc::clone(&self.shared.calls)
@@ -146,7 +146,7 @@ pub fn with_memory_advice(detail: String) -> String {
     )
 }
 
-/// The memory limit the environment sets, if any.
+/// Reads the memory limit the environment sets, if any.
 fn memory_limit(path: &str) -> Result<Option<String>, DestinationError> {
     let Some(limit) = std::env::var(MEMORY_LIMIT_VARIABLE)
         .ok()
@@ -164,7 +164,7 @@ fn memory_limit(path: &str) -> Result<Option<String>, DestinationError> {
     )))
 }
 
-/// Whether `text` is a size DuckDB reads: a number, then B, KB, MB, GB,
+/// Checks that `text` is a size DuckDB reads: a number, then B, KB, MB, GB,
 /// TB or their KiB forms, in any case.
 fn is_size(text: &str) -> bool {
     let split = text

@@ -50,7 +50,7 @@ pub struct LoadTarget<'a> {
 /// Upserts `records` (the last record of a key wins, and replaces the
 /// whole row), or appends them when the table has no key. With `append`
 /// (the run created the table, see `destination::fresh`), keyed records are
-/// copied straight into the table too; a key already there fails the
+/// copied straight into the table too. A key already there then fails the
 /// copy with [`StepError::is_conflict`].
 pub async fn write_records(
     transaction: &Transaction<'_>,
@@ -118,7 +118,7 @@ pub async fn write_records(
     Ok(())
 }
 
-/// Whether the COPY stream carries a column of `kind` in the column's own
+/// Returns whether the COPY stream carries a column of `kind` in the column's own
 /// type, so it can go straight into the table (NUMERIC travels as text).
 fn copies_in_binary(kind: ColumnKind) -> bool {
     !matches!(

@@ -568,9 +568,9 @@ fn check_parent_tables(raw: &RawConnector, site: &Site, problems: &mut Problems)
                 ));
             }
         }
-        // A child with a path only loses its shortcut when the parent's
-        // table lacks the embedded field (each parent then costs a request);
-        // one without a path would never read a record.
+        // A child with a path still works when the parent's table lacks
+        // the embedded field, because it requests each parent's records.
+        // A child without a path would never read a record.
         let embedded_only = entity.path.is_none() && entity.graphql.is_none();
         let embedded = link.embedded.as_deref().and_then(top_field);
         if let Some(field) = embedded.filter(|_| embedded_only)
@@ -584,7 +584,7 @@ fn check_parent_tables(raw: &RawConnector, site: &Site, problems: &mut Problems)
     }
 }
 
-/// The top-level field a JSONPath starts with (`lines` in `$.lines.data`
+/// Returns the top-level field a JSONPath starts with (`lines` in `$.lines.data`
 /// or `$['lines']`); `None` for `$` alone, wildcards and filters.
 fn top_field(path: &str) -> Option<&str> {
     let rest = path.trim().strip_prefix('$')?.trim_start();
